@@ -1,0 +1,205 @@
+"""The ASGI 3.0 HTTP bridge, written once for every HTTP version over :class:`Stream`.
+
+Spec: https://asgi.readthedocs.io/en/latest/specs/www.html (HTTP connection scope, spec 2.4) with the
+``http.response.trailers`` and ``http.response.pathsend`` extensions.
+
+Rules kept here, not in the protocols:
+* ``http.response.start`` is held until the first body message, so a small response is written
+  with one system call;
+* an exception before the response started becomes a 500 and a logged traceback; after it started,
+  the connection is closed (the client must not take a truncated body for a whole one);
+* an app that returns without responding gets a 500;
+* a message out of order is an error, logged once, and raised to the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from portico.errors import AppError
+from portico.gateways.stream import ClientDisconnected, ServerContext, Stream
+from portico.protocols.events import Headers
+from portico.protocols.headers import check_status
+
+log = logging.getLogger("portico.error")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ERROR_BODY = b"Internal Server Error\n"
+_ERROR_HEADERS: Headers = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"%d" % len(_ERROR_BODY)),
+]
+_DISCONNECT: dict[str, str] = {"type": "http.disconnect"}
+
+# Response states
+_WAITING, _STARTED, _STREAMING, _TRAILERS, _DONE = range(5)
+
+
+def decode_path(raw_path: bytes) -> str:
+    """ASGI ``path``: percent-decoding and UTF-8 decoding applied (invalid UTF-8 replaced)."""
+    if b"%" not in raw_path:
+        try:
+            return raw_path.decode("ascii")
+        except UnicodeDecodeError:  # pragma: no cover - llhttp rejects raw non-ASCII targets
+            return raw_path.decode("utf-8", "replace")
+    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+
+
+def http_scope(stream: Stream, context: ServerContext) -> Scope:
+    """Build the ``http`` scope of one request."""
+    request = stream.request
+    root_path = context.root_path
+    raw_path = request.raw_path
+    path = decode_path(raw_path)
+    if root_path and not path.startswith(root_path):
+        # ASGI: path includes root_path (the mount prefix); a proxy that strips the prefix
+        # leaves it to us to add it back.
+        path = root_path + path
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": request.http_version,
+        "method": request.method,
+        "scheme": request.scheme or stream.scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": request.query_string,
+        "root_path": root_path,
+        "headers": request.headers,
+        "client": stream.client,
+        "server": stream.server,
+        "state": context.state.copy() if context.state else {},
+        "extensions": {"http.response.trailers": {}, "http.response.pathsend": {}},
+    }
+
+
+class HTTPCycle:
+    """One request served to an ASGI 3 app: its ``receive`` and ``send`` callables."""
+
+    __slots__ = ("_body_done", "_error_reported", "_headers", "_state", "_status", "_trailers", "stream")
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self._state = _WAITING
+        self._status = 200
+        self._headers: Headers = []
+        self._trailers = False
+        self._body_done = False  # becomes True once the last http.request was delivered
+        self._error_reported: BaseException | None = None
+
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
+        stream = self.stream
+        try:
+            await app(scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass  # the client left; nothing to answer and nothing the app did wrong
+        except Exception as exc:
+            if exc is not self._error_reported:
+                log.error("Exception in ASGI application", exc_info=exc)
+            self._fail()
+        else:
+            if self._state != _DONE and not stream.disconnected:
+                if self._state == _WAITING:
+                    log.error("ASGI callable returned without starting a response")
+                else:
+                    log.error("ASGI callable returned without completing the response")
+                self._fail()
+        finally:
+            stream.app_finished()
+
+    def _fail(self) -> None:
+        stream = self.stream
+        if stream.disconnected or stream.response_complete:
+            return
+        if stream.response_started:
+            stream.abort()
+        else:
+            self._state = _DONE
+            stream.start(500, list(_ERROR_HEADERS), _ERROR_BODY, True)
+
+    async def receive(self) -> Message:
+        stream = self.stream
+        if not self._body_done:
+            chunk = stream.read()
+            if chunk is None:
+                await stream.wait_readable()
+                chunk = stream.read()
+            if chunk is not None:
+                body, more = chunk
+                if not more:
+                    self._body_done = True
+                return {"type": "http.request", "body": body, "more_body": more}
+            # no body and none coming: the client left
+            return _DISCONNECT.copy()
+        if self._state != _DONE and not stream.disconnected:
+            await stream.wait_disconnect()
+        return _DISCONNECT.copy()
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        state = self._state
+        stream = self.stream
+        if stream.disconnected:
+            raise ClientDisconnected("client disconnected")
+        if kind == "http.response.body" and state == _STARTED:
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            end = not (more or self._trailers)
+            waiter = stream.start(self._status, self._headers, body, end)
+            self._state = _DONE if end else _STREAMING
+        elif kind == "http.response.body" and state == _STREAMING:
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if not more and not self._trailers:
+                self._state = _DONE
+                waiter = stream.write(body, True)
+            else:
+                if not more:
+                    self._state = _TRAILERS
+                waiter = stream.write(body, False) if body else None
+        elif kind == "http.response.start" and state == _WAITING:
+            self._status = check_status(message["status"])
+            headers = message.get("headers", ())
+            self._headers = headers if type(headers) is list else list(headers)
+            self._trailers = bool(message.get("trailers", False))
+            self._state = _STARTED
+            return
+        elif kind == "http.response.trailers" and state in (_TRAILERS, _STREAMING, _STARTED):
+            if not self._trailers:
+                raise self._reported(AppError("http.response.trailers without trailers=True"))
+            if message.get("more_trailers", False):
+                raise self._reported(AppError("more_trailers is not supported; send them at once"))
+            if state == _STARTED:
+                stream.start(self._status, self._headers, b"", False)
+            trailers = message.get("headers", ())
+            waiter = stream.end_with_trailers(list(trailers))
+            self._state = _DONE
+        elif kind == "http.response.pathsend" and state == _STARTED:
+            stream.start(self._status, self._headers, b"", False)
+            self._state = _DONE
+            await stream.send_file(message["path"])
+            return
+        else:
+            raise self._reported(
+                AppError(f"unexpected ASGI message {kind!r} in state {_STATE_NAMES[state]}")
+            )
+        if waiter is not None:
+            await waiter
+
+    def _reported(self, exc: AppError) -> AppError:
+        """Log an app error once, here, where it is found; ``run`` will not log it again."""
+        log.error("%s", exc)
+        self._error_reported = exc
+        return exc
+
+
+_STATE_NAMES = ("before http.response.start", "after http.response.start", "while streaming",
+                "while waiting for trailers", "after the response completed")

@@ -1,0 +1,644 @@
+"""HTTP/1.1 as bytes in → events out, responses in → bytes out (RFC 9110, RFC 9112).
+
+Parsing is llhttp (through ``httptools``), which already rejects most of what request smuggling
+needs: Content-Length together with Transfer-Encoding, duplicate or malformed Content-Length, bad
+chunk sizes and extensions, bare CR or LF, obsolete line folding, whitespace before the colon and
+control characters in fields. This module adds what llhttp leaves to the server:
+
+* the HTTP version: only 1.0 and 1.1 here (0.9 and 2.0 heads get 505, RFC 9110 §15.6.6);
+* ``Host``: exactly one on HTTP/1.1, at most one on 1.0, and well formed (RFC 9112 §3.2);
+* ``Transfer-Encoding``: only ``chunked``, once, last; other codings get 501 (RFC 9112 §6.1), and
+  any Transfer-Encoding on an HTTP/1.0 request is faulty framing (RFC 9112 §6.1);
+* the request-target form must fit the method (RFC 9112 §3.2): ``*`` only for OPTIONS,
+  authority-form only for CONNECT (which Portico does not tunnel: 501);
+* ``Expect``: only ``100-continue`` (RFC 9110 §10.1.1, otherwise 417);
+* limits on the request-target, the header count and bytes, and the body size.
+
+Any error ends the connection: the error response is the last thing written, and the bytes after
+the bad message are never parsed as another request (RFC 9112 §11.2).
+
+Pipelined requests are parsed as they arrive but answered strictly in order: responses always go to
+the oldest unanswered request. The driver bounds buffering by not reading while requests wait.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+import httptools
+
+from portico.errors import (
+    AppError,
+    BadRequest,
+    ContentTooLarge,
+    HeadersTooLarge,
+    NotImplementedByServer,
+    ProtocolError,
+    URITooLong,
+    VersionNotSupported,
+)
+from portico.protocols.events import Body, EndOfBody, Event, Headers, Request, StreamError
+from portico.protocols.headers import REASONS, check_response_field
+
+__all__ = ["H1Connection", "H1Limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class H1Limits:
+    """Bounds on what one request may make the server hold (each one is a setting)."""
+
+    max_request_line: int = 8190
+    max_header_count: int = 100
+    max_header_bytes: int = 65536
+    max_body_size: int = 1 << 30  # 0 means unlimited
+
+
+# RFC 9112 §3.2 / RFC 3986 §3.2.2: uri-host [ ":" port ] — an IP literal or a reg-name.
+_valid_host = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?"
+).fullmatch
+_absolute_form = re.compile(rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)", re.DOTALL).fullmatch
+_method_like = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ").match
+
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK: Final = b"0\r\n\r\n"
+_CONNECTION_CLOSE: Final = b"connection: close\r\n"
+_CONNECTION_KEEP_ALIVE: Final = b"connection: keep-alive\r\n"
+_TRANSFER_CHUNKED: Final = b"transfer-encoding: chunked\r\n"
+# Below this size a body is copied into the same buffer as the head, so a small response is one
+# write system call; above it the body is handed on without a copy.
+_COALESCE_LIMIT: Final = 16 * 1024
+
+_status_lines: dict[int, bytes] = {}
+
+
+def _status_line(status: int) -> bytes:
+    line = _status_lines.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))
+        _status_lines[status] = line
+    return line
+
+
+# Request header names that need a look on arrival; every other field passes straight through.
+_HOST, _TE, _EXPECT, _CL, _UPGRADE = (
+    b"host",
+    b"transfer-encoding",
+    b"expect",
+    b"content-length",
+    b"upgrade",
+)
+_WATCHED = frozenset({_HOST, _TE, _EXPECT, _CL, _UPGRADE})
+# Response fields the framing logic owns.
+_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER = (
+    b"content-length",
+    b"transfer-encoding",
+    b"connection",
+    b"date",
+    b"server",
+)
+_R_WATCHED = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
+
+_methods: dict[bytes, str] = {}
+# Response fields already found valid; bounded, cleared when full.
+_checked_fields: set[tuple[bytes, bytes]] = set()
+
+
+class _Exchange:
+    """The state of one request/response pair, oldest first in ``H1Connection._exchanges``.
+
+    Defaults live on the class so that creating one (once per request) sets only what differs.
+    """
+
+    continue_sent = False
+    body_complete = False
+    response_started = False
+    response_done = False
+    chunked = False
+    close_delimited = False
+    suppress_body = False
+    #: bytes still owed by a response that declared Content-Length (None when it did not)
+    remaining: int | None = None
+
+    def __init__(
+        self, stream_id: int, version: str, head: bool, keep_alive: bool, expect: bool
+    ) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.head = head
+        self.keep_alive = keep_alive
+        self.expect_continue = expect
+
+
+_new_tuple = tuple.__new__
+
+
+class H1Connection:
+    """One HTTP/1.1 server connection, without I/O.
+
+    Input: :meth:`receive_data` and :meth:`receive_eof` return the events the bytes completed.
+    Output: :meth:`response_start`, :meth:`response_body`, :meth:`response_end` return the bytes to
+    write for the response to the oldest unanswered request. After the response ends,
+    :attr:`keep_alive` says whether the connection may carry another one.
+    """
+
+    def __init__(self, limits: H1Limits | None = None) -> None:
+        self.limits = limits or H1Limits()
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._exchanges: deque[_Exchange] = deque()
+        self._stream_id = 0
+        self._failed = False  # an error was reported; input is ignored from now on
+        self._closing = False  # the connection ends after the current response
+        self._in_head = False
+        self._raw_head_bytes = 0
+        self._checked_host = b""
+        self._reset_message()
+
+    # ------------------------------------------------------------------ input
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers: Headers = []
+        self._header_bytes = 0
+        self._host_count = 0
+        self._host = b""
+        self._chunked = False
+        self._content_length = 0
+        self._expect = False
+        self._upgrade: bytes | None = None
+        self._trailers: Headers | None = None
+        self._body_size = 0
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the client; return the events they complete (possibly none)."""
+        if self._failed:
+            return []
+        self._events = events = []
+        started_in_head = self._in_head
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._declined_upgrade(data[upgrade.args[0] :])
+        except ProtocolError as exc:  # pragma: no cover - httptools wraps callback errors
+            self._fail(exc.status, exc.detail)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ProtocolError):
+                self._fail(cause.status, cause.detail)
+            else:  # a bug of ours; still never guess the framing
+                self._fail(400, "malformed request")
+        except httptools.HttpParserInvalidMethodError:
+            # RFC 9110 §9.1: a well-formed but unknown method is 501; garbage is 400.
+            status = 501 if not self._in_head and _method_like(data) else 400
+            self._fail(status, "unknown request method" if status == 501 else "malformed request")
+        except httptools.HttpParserError as exc:
+            self._fail(400, _parser_detail(exc))
+        else:
+            if self._in_head:
+                # llhttp holds a partial header line in its own buffer until the line ends, so a
+                # client sending one endless line could grow it without bound: count raw bytes of
+                # a head that spans reads. A head that began in this read is checked from the
+                # next read on (so the bound is the limit plus one read).
+                if started_in_head:
+                    self._raw_head_bytes += len(data)
+                limit = self.limits.max_header_bytes + self.limits.max_request_line + 4096
+                if self._raw_head_bytes > limit:
+                    self._fail(431, "request head too large")
+        return events
+
+    def receive_eof(self) -> list[Event]:
+        """The client closed its sending side. A half-received message is an error."""
+        if self._failed:
+            return []
+        if self._in_head and self._raw_head_bytes:
+            self._fail_quietly()
+            return []
+        if self._exchanges and not self._exchanges[-1].body_complete:
+            self._events = events = []
+            self._fail(400, "connection closed before the request body was complete")
+            return events
+        return []
+
+    def _fail(self, status: int, detail: str) -> None:
+        # Input stops here; the requests parsed before the error are still answered in order,
+        # and the error response (which closes the connection) comes after them.
+        self._failed = True
+        self._events.append(StreamError(self._stream_id, status, detail))
+
+    def _fail_quietly(self) -> None:
+        self._failed = True
+        self._closing = True
+
+    def _declined_upgrade(self, tail: bytes) -> None:
+        """llhttp stopped after an Upgrade (or CONNECT) head; ``tail`` is what followed it."""
+        method = self._parser.get_method()
+        if method == b"CONNECT":
+            # Portico is not a forward proxy; the request never reached the app.
+            self._fail(501, "CONNECT is not supported")
+            return
+        if self._failed:
+            return
+        exchange = self._exchanges[-1] if self._exchanges else None
+        if exchange is not None and not exchange.body_complete:
+            # llhttp stops *before* the body of an Upgrade request: parsing on would read the
+            # body as the next request. Without a protocol to switch to, refuse instead of guess.
+            self._fail(400, "request body with Upgrade is not supported")
+            return
+        # RFC 9110 §7.8: a server may ignore Upgrade and answer as usual. The message ended at
+        # the offset llhttp reported, so the tail is the next request; go on with a new parser.
+        self._parser = httptools.HttpRequestParser(self)
+        if tail:
+            self._events.extend(self.receive_data(tail))
+
+    # httptools callbacks -------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._raw_head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.max_request_line:
+            raise URITooLong("request-target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Kept to the minimum: it runs once per field of every request. The count and size
+        # limits are checked when the head (or trailer section) is complete; until then the
+        # raw-byte count in receive_data bounds what a head can hold.
+        name = name.lower()
+        # llhttp drops leading whitespace; trailing OWS is not part of the value (RFC 9110 §5.5)
+        value = value.rstrip(b" \t")
+        self._header_bytes += len(name) + len(value)
+        if name in _WATCHED and self._trailers is None:
+            self._watch_header(name, value)
+        self._headers.append((name, value))
+
+    def _watch_header(self, name: bytes, value: bytes) -> None:
+        if name == _HOST:
+            self._host_count += 1
+            self._host = value
+        elif name == _CL:
+            self._content_length = int(value)  # llhttp already checked digits and duplicates
+            limit = self.limits.max_body_size
+            if limit and self._content_length > limit:
+                raise ContentTooLarge("request body larger than the limit")
+        elif name == _TE:
+            codings = [c.strip().lower() for c in value.split(b",")]
+            if self._chunked or b"" in codings or codings.count(b"chunked") > 1:
+                raise BadRequest("malformed Transfer-Encoding")
+            if codings[-1] != b"chunked":
+                if any(c not in (b"gzip", b"deflate", b"compress", b"x-gzip") for c in codings):
+                    raise NotImplementedByServer("unsupported transfer coding")
+                raise BadRequest("request Transfer-Encoding must end with chunked")
+            if len(codings) > 1:
+                raise NotImplementedByServer("unsupported transfer coding")
+            self._chunked = True
+        elif name == _EXPECT:
+            if value.lower() != b"100-continue":
+                raise ProtocolError("unsupported expectation", 417)
+            self._expect = True
+        elif name == _UPGRADE:
+            self._upgrade = value
+
+    def _check_field_limits(self, what: str) -> None:
+        if len(self._headers) > self.limits.max_header_count:
+            raise HeadersTooLarge(f"too many {what} fields")
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise HeadersTooLarge(f"request {what} fields too large")
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        headers = self._headers
+        if len(headers) > self.limits.max_header_count or (
+            self._header_bytes > self.limits.max_header_bytes
+        ):
+            self._check_field_limits("header")
+        parser = self._parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise VersionNotSupported("HTTP version not supported")
+        if self._host_count > 1 or (self._host_count == 0 and version == "1.1"):
+            raise BadRequest("a request must have exactly one Host header")
+        host = self._host
+        if host and host != self._checked_host:
+            if not _valid_host(host):
+                raise BadRequest("invalid Host header")
+            self._checked_host = host  # clients repeat their Host: check it once per connection
+        if self._chunked and version == "1.0":
+            raise BadRequest("Transfer-Encoding is not allowed in HTTP/1.0")
+        raw_method = parser.get_method()
+        method = _methods.get(raw_method)
+        if method is None:
+            method = raw_method.decode("ascii")
+            if len(_methods) < 64:
+                _methods[raw_method] = method
+        url = self._url
+        scheme: str | None = None
+        if url[:1] == b"/":
+            path, sep, query = url.partition(b"?")
+        elif url == b"*":
+            if method != "OPTIONS":
+                raise BadRequest("asterisk-form is only allowed with OPTIONS")
+            path, query = url, b""
+        else:
+            match = _absolute_form(url) if method != "CONNECT" else None
+            if match is None:
+                if method == "CONNECT":
+                    raise NotImplementedByServer("CONNECT is not supported")
+                raise BadRequest("request-target does not fit the method")
+            scheme = match.group(1).decode("ascii").lower()
+            if scheme not in ("http", "https"):
+                raise BadRequest("unsupported scheme in request-target")
+            rest = match.group(3) or b"/"
+            if rest[:1] != b"/":
+                rest = b"/" + rest
+            path, sep, query = rest.partition(b"?")
+        # the fragment is never sent on the wire; a client that does gets it dropped (RFC 9112 §3.2)
+        if b"#" in path:
+            path = path.partition(b"#")[0]
+        elif b"#" in query:
+            query = query.partition(b"#")[0]
+        has_body = self._chunked or self._content_length > 0
+        self._stream_id += 1
+        keep_alive = bool(parser.should_keep_alive()) and not self._closing
+        exchange = _Exchange(self._stream_id, version, method == "HEAD", keep_alive, self._expect)
+        exchange.body_complete = not has_body
+        self._exchanges.append(exchange)
+        # tuple.__new__ skips NamedTuple's Python-level __new__ (a measurable cost per request)
+        self._events.append(
+            _new_tuple(
+                Request,
+                (
+                    self._stream_id,
+                    method,
+                    path,
+                    query,
+                    version,
+                    self._headers,
+                    has_body,
+                    self._expect and has_body,
+                    self._upgrade,
+                    scheme,
+                ),
+            )
+        )
+        if self._chunked:
+            # fields after the body are the trailer section; collect them apart (RFC 9112 §7.1.2)
+            self._trailers = self._headers = []
+            self._header_bytes = 0
+
+    def on_body(self, body: bytes) -> None:
+        limit = self.limits.max_body_size
+        if limit:
+            self._body_size += len(body)
+            if self._body_size > limit:
+                raise ContentTooLarge("request body larger than the limit")
+        self._events.append(_new_tuple(Body, (self._stream_id, body)))
+
+    def on_message_complete(self) -> None:
+        trailers = self._trailers or []
+        if trailers:
+            self._check_field_limits("trailer")
+        self._exchanges[-1].body_complete = True
+        self._events.append(_new_tuple(EndOfBody, (self._stream_id, trailers)))
+        self._reset_message()
+
+    # ------------------------------------------------------------------ output
+
+    @property
+    def current(self) -> int | None:
+        """The stream id of the oldest unanswered request, the one responses go to."""
+        return self._exchanges[0].stream_id if self._exchanges else None
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the connection may go on after the responses written so far."""
+        return not self._closing
+
+    @property
+    def waiting(self) -> int:
+        """How many parsed requests have not been answered yet (including the current one)."""
+        return len(self._exchanges)
+
+    def continue_response(self) -> bytes:
+        """The interim ``100 Continue``, once, if the current request asked for it.
+
+        Sent only when the app starts reading the body (RFC 9110 §10.1.1), so an app that
+        rejects a large upload on its headers never makes the client send it.
+        """
+        exchange = self._exchanges[0]
+        if exchange.expect_continue and not exchange.continue_sent and not exchange.response_started:
+            exchange.continue_sent = True
+            return _CONTINUE
+        return b""
+
+    def response_start(
+        self,
+        status: int,
+        headers: Headers,
+        body: bytes = b"",
+        *,
+        end: bool = True,
+        date_line: bytes = b"",
+        server_line: bytes = b"",
+    ) -> list[bytes]:
+        """Serialize the response head (and, if given, the first body piece).
+
+        ``date_line`` and ``server_line`` are complete ``name: value\\r\\n`` lines added when the
+        app did not send those fields. Raises :class:`AppError` for an invalid response, in which
+        case nothing was produced and the connection must be closed.
+        """
+        exchange = self._exchanges[0]
+        if exchange.response_started:
+            raise AppError("response already started")
+        if self._closing:
+            exchange.keep_alive = False
+        content_length: int | None = None
+        chunked = False
+        has_date = has_server = False
+        out = [_status_line(status)]
+        checked = _checked_fields
+        for field in headers:
+            name, value = field
+            key = field if type(field) is tuple else (name, value)
+            if key not in checked:
+                check_response_field(name, value)
+                if len(checked) >= 4096:
+                    checked.clear()
+                checked.add(key)
+            lname = name.lower()
+            if lname in _R_WATCHED:
+                if lname == _R_CL:
+                    if content_length is not None or not value.isdigit():
+                        raise AppError(f"invalid response Content-Length {value!r}")
+                    content_length = int(value)
+                elif lname == _R_TE:
+                    if value.strip().lower() != b"chunked":
+                        raise AppError("the app may only set Transfer-Encoding: chunked")
+                    chunked = True
+                    continue  # re-added below, once, when the framing really is chunked
+                elif lname == _R_CONN:
+                    if b"close" in value.lower():
+                        exchange.keep_alive = False
+                    continue  # the framing logic writes the Connection field
+                elif lname == _R_DATE:
+                    has_date = True
+                else:
+                    has_server = True
+            out += (name, b": ", value, b"\r\n")
+        if chunked and content_length is not None:
+            raise AppError("response has both Content-Length and Transfer-Encoding")
+        if not has_date and date_line:
+            out.append(date_line)
+        if not has_server and server_line:
+            out.append(server_line)
+        no_body = status == 204 or status == 304 or exchange.head
+        if content_length is not None and not no_body and (
+            len(body) > content_length or (end and len(body) != content_length)
+        ):
+            # caught before anything is committed, so the app still gets a clean 500
+            raise AppError(
+                f"response body of {len(body)} bytes does not match Content-Length {content_length}"
+            )
+        exchange.response_started = True
+        # A request body the client is still sending (or will send after 100 Continue that never
+        # came) cannot be skipped safely: finish this response and close (RFC 9110 §10.1.1).
+        if not exchange.body_complete:
+            exchange.keep_alive = False
+        if status == 204 and content_length is not None:
+            raise AppError("a 204 response must not have Content-Length")  # RFC 9110 §8.6
+        exchange.suppress_body = no_body
+        if no_body:
+            if end and content_length is None and exchange.head and body:
+                # HEAD answers with the length the GET would have (RFC 9110 §9.3.2)
+                out.append(b"content-length: %d\r\n" % len(body))
+        elif content_length is not None:
+            exchange.remaining = content_length
+        elif end:
+            out.append(b"content-length: %d\r\n" % len(body))
+            exchange.remaining = len(body)
+        elif exchange.version == "1.1":
+            exchange.chunked = True
+            out.append(_TRANSFER_CHUNKED)
+        else:
+            # HTTP/1.0 has no chunked coding: the end of the body is the end of the connection
+            exchange.close_delimited = True
+            exchange.keep_alive = False
+        if not exchange.keep_alive:
+            self._closing = True
+            out.append(_CONNECTION_CLOSE)
+        elif exchange.version == "1.0":
+            out.append(_CONNECTION_KEEP_ALIVE)
+        out.append(b"\r\n")
+        head = b"".join(out)
+        if no_body:
+            if end:
+                self._finish(exchange)
+            return [head]
+        chunks = self._frame(exchange, body, end)
+        if not chunks:
+            return [head]
+        if len(chunks) == 1 and len(chunks[0]) <= _COALESCE_LIMIT:
+            return [head + chunks[0]]
+        chunks.insert(0, head)
+        return chunks
+
+    def response_body(self, data: bytes, *, end: bool = False) -> list[bytes]:
+        """Serialize a piece of the body of the current response."""
+        exchange = self._exchanges[0]
+        if not exchange.response_started or exchange.response_done:
+            raise AppError("response body outside a started response")
+        if exchange.suppress_body:
+            if end:
+                self._finish(exchange)
+            return []
+        return self._frame(exchange, data, end)
+
+    def response_end(self, trailers: Headers | None = None) -> list[bytes]:
+        """End the current response, with a chunked trailer section if ``trailers`` is given."""
+        exchange = self._exchanges[0]
+        if trailers and exchange.chunked and not exchange.suppress_body:
+            for name, value in trailers:
+                check_response_field(name, value)
+            lines = [b"0\r\n"]
+            for name, value in trailers:
+                lines += (name, b": ", value, b"\r\n")
+            lines.append(b"\r\n")
+            exchange.chunked = False  # the last chunk is written here, not by _frame
+            self._check_complete(exchange)
+            self._finish(exchange)
+            return [b"".join(lines)]
+        return self.response_body(b"", end=True)
+
+    def _frame(self, exchange: _Exchange, data: bytes, end: bool) -> list[bytes]:
+        out: list[bytes] = []
+        if data:
+            if exchange.remaining is not None:
+                if len(data) > exchange.remaining:
+                    raise AppError("response body longer than its Content-Length")
+                exchange.remaining -= len(data)
+                out.append(data)
+            elif exchange.chunked:
+                if len(data) <= _COALESCE_LIMIT:
+                    out.append(b"%x\r\n%b\r\n" % (len(data), data))
+                else:
+                    out += (b"%x\r\n" % len(data), data, b"\r\n")
+            else:
+                out.append(data)
+        if end:
+            self._check_complete(exchange)
+            if exchange.chunked:
+                out.append(_LAST_CHUNK)
+            self._finish(exchange)
+        return out
+
+    @staticmethod
+    def _check_complete(exchange: _Exchange) -> None:
+        if exchange.remaining:
+            raise AppError("response body shorter than its Content-Length")
+
+    def _finish(self, exchange: _Exchange) -> None:
+        exchange.response_done = True
+        self._exchanges.popleft()
+        if not exchange.keep_alive:
+            self._closing = True
+
+    def error_response(self, status: int, detail: str) -> bytes:
+        """A complete error response that ends the connection.
+
+        ``detail`` must be Portico's own words (the events guarantee it), never client bytes.
+        """
+        self._closing = True
+        body = b"%d %s\n%s\n" % (status, REASONS.get(status, b""), detail.encode("ascii", "replace"))
+        extra = b"retry-after: 1\r\n" if status == 503 else b""
+        return b"%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s%s\r\n%s" % (
+            _status_line(status),
+            len(body),
+            extra,
+            _CONNECTION_CLOSE,
+            body,
+        )
+
+    def close_after_response(self) -> None:
+        """End the connection after the current response (graceful shutdown)."""
+        self._closing = True
+
+    def abandon_current(self) -> None:
+        """Forget the current exchange after a failed response; the connection must close."""
+        self._closing = True
+        if self._exchanges:
+            self._exchanges.popleft()
+
+    @property
+    def response_started(self) -> bool:
+        return bool(self._exchanges) and self._exchanges[0].response_started
+
+
+def _parser_detail(exc: Exception) -> str:
+    """llhttp's reason, which is its own constant text (it never quotes the input)."""
+    text = str(exc) or "malformed request"
+    return "".join(ch for ch in text if " " <= ch <= "~")[:120]

@@ -1,0 +1,491 @@
+"""The asyncio driver of one HTTP/1.1 connection: socket ↔ :class:`H1Connection` ↔ gateway.
+
+It owns what the sans-I/O protocol cannot: the transport, flow control both ways, timeouts, and
+the order in which pipelined requests reach the app (one at a time, strictly in order; reading
+pauses while a request waits, so a client cannot make the server buffer without bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
+
+from portico.errors import AppError
+from portico.gateways.stream import ClientDisconnected
+from portico.protocols.events import Body, EndOfBody, Event, Headers, Request, StreamError
+from portico.protocols.http11 import H1Connection
+
+if TYPE_CHECKING:
+    from portico.runtime.server import Server
+
+log = logging.getLogger("portico.error")
+
+# Request body flow control: stop reading the socket when this much body waits for the app, and
+# start again when the app has consumed down to the low mark.
+BODY_HIGH_WATER = 256 * 1024
+BODY_LOW_WATER = 64 * 1024
+# Response flow control: the transport calls pause_writing() above this many unsent bytes.
+WRITE_HIGH_WATER = 256 * 1024
+FILE_CHUNK = 256 * 1024
+
+
+class H1Stream:
+    """One request/response exchange on an HTTP/1.1 connection (implements ``gateways.Stream``)."""
+
+    # Defaults live on the class: creating a stream (once per request) sets only what differs.
+    disconnected = False
+    sent_bytes = 0
+    status = 0
+    buffered = 0
+    start_time = 0.0
+    body_error: StreamError | None = None
+    _reader: asyncio.Future[None] | None = None
+    _disconnect_waiter: asyncio.Future[None] | None = None
+    _started = False
+    _complete = False
+    _eof = False
+    _trailers: Headers = []  # noqa: RUF012 - never mutated, replaced by feed_end
+
+    def __init__(self, conn: H1Driver, request: Request) -> None:
+        self.conn = conn
+        self.request = request
+        self.client = conn.client
+        self.server = conn.sockname
+        self.scheme = conn.scheme
+        self._chunks: list[bytes] = []
+        self._body_done = not request.has_body
+
+    # --- fed by the driver ---------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self.buffered += len(data)
+        self._wake_reader()
+
+    def feed_end(self, trailers: Headers) -> None:
+        self._body_done = True
+        self._trailers = trailers
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            if not reader.done():
+                reader.set_result(None)
+
+    def client_eof(self) -> None:
+        """The client stopped sending. It may still read (a half-close), so responses can still
+        be written, but an app waiting for ``http.disconnect`` is told now: for most clients EOF
+        means they are gone, and long-polling apps must not wait forever."""
+        self._eof = True
+        self._wake_reader()
+        waiter = self._disconnect_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def lost(self) -> None:
+        """The connection is gone (or unusable): wake everything that waits on it."""
+        self.disconnected = True
+        self._wake_reader()
+        waiter = self._disconnect_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # --- the Stream seam -------------------------------------------------------
+
+    def read(self) -> tuple[bytes, bool] | None:
+        chunks = self._chunks
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self.buffered = 0
+            self.conn.body_consumed()
+            return data, not self._body_done
+        if self._body_done and not self.body_error:
+            return b"", False
+        if not self.disconnected and not self._eof:
+            self.conn.send_continue(self)
+        return None
+
+    def wait_readable(self) -> asyncio.Future[None]:
+        fut = self.conn.loop.create_future()
+        if self._chunks or self._body_done or self.disconnected or self._eof:
+            fut.set_result(None)
+        else:
+            self._reader = fut
+        return fut
+
+    @property
+    def trailers(self) -> Headers:
+        return self._trailers
+
+    def wait_disconnect(self) -> asyncio.Future[None]:
+        fut = self.conn.loop.create_future()
+        if self.disconnected or self._complete or self._eof:
+            fut.set_result(None)
+        else:
+            self._disconnect_waiter = fut
+        return fut
+
+    def start(self, status: int, headers: Headers, body: bytes, end: bool) -> Any:
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        conn = self.conn
+        server = conn.server
+        chunks = conn.proto.response_start(
+            status,
+            headers,
+            body,
+            end=end,
+            date_line=server.date_line,
+            server_line=server.server_line,
+        )
+        self._started = True
+        self.status = status
+        self.sent_bytes += len(body)
+        conn.write(chunks)
+        if end:
+            self._finish()
+        return conn.drain_waiter()
+
+    def write(self, body: bytes, end: bool) -> Any:
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        conn = self.conn
+        try:
+            chunks = conn.proto.response_body(body, end=end)
+        except AppError:
+            conn.abort()  # the head is out: a truncated or overlong body must not look whole
+            raise
+        self.sent_bytes += len(body)
+        if chunks:
+            conn.write(chunks)
+        if end:
+            self._finish()
+        return conn.drain_waiter()
+
+    def end_with_trailers(self, trailers: Headers) -> Any:
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        conn = self.conn
+        conn.write(conn.proto.response_end(trailers))
+        self._finish()
+        return conn.drain_waiter()
+
+    async def send_file(self, path: str) -> None:
+        # Files are read here in pieces and written with flow control; the response framing
+        # (Content-Length accounting or chunks) stays the protocol's job.
+        with open(path, "rb") as file:
+            while True:
+                data = file.read(FILE_CHUNK)
+                if not data:
+                    break
+                waiter = self.write(data, False)
+                if waiter is not None:
+                    await waiter
+        waiter = self.write(b"", True)
+        if waiter is not None:
+            await waiter
+
+    @property
+    def response_started(self) -> bool:
+        return self._started
+
+    @property
+    def response_complete(self) -> bool:
+        return self._complete
+
+    def abort(self) -> None:
+        self.conn.abort()
+
+    def app_finished(self) -> None:
+        self.conn.server.app_finished()
+
+    def _finish(self) -> None:
+        self._complete = True
+        waiter = self._disconnect_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self.conn.response_done(self)
+
+
+class H1Driver(asyncio.Protocol):
+    """asyncio protocol for one HTTP/1.1 connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.proto = H1Connection(server.limits)
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] | None = None
+        self.sockname: tuple[str, int | None] | None = None
+        self.scheme = "http"
+        self.current: H1Stream | None = None
+        self.last: H1Stream | None = None
+        self.queue: deque[H1Stream] = deque()
+        self.pending_error: StreamError | None = None
+        self.deadline = 0.0
+        self.head_started = False
+        self.closed = False
+        self.eof = False
+        self._read_paused = False
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self.header_timeout = server.config.header_timeout
+        self.keepalive_timeout = server.config.keepalive_timeout
+
+    # --- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = transport = cast(asyncio.Transport, transport)
+        server = self.server
+        sock = transport.get_extra_info("socket")
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.client = (str(peer[0]), int(peer[1]))
+        if isinstance(local, tuple):
+            self.sockname = (str(local[0]), int(local[1]))
+        elif isinstance(local, str):
+            self.sockname = (local, None)
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - the peer may already be gone
+                pass
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if len(server.connections) >= server.config.max_connections or server.closing:
+            server.warn_limited(
+                "connections", "connection limit reached (%d); refusing connections",
+                len(server.connections),
+            )
+            transport.write(self.proto.error_response(503, "too many connections"))
+            transport.close()
+            self.closed = True
+            return
+        server.connections.add(self)
+        self.deadline = server.now + self.header_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connection_closed(self)
+        for stream in (self.current, *self.queue):
+            if stream is not None:
+                stream.lost()
+        self.queue.clear()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.current is None and not self.head_started:
+            # first bytes of a new request: the idle timer becomes the head timer (slowloris)
+            self.head_started = True
+            self.deadline = self.server.now + self.header_timeout
+        events = self.proto.receive_data(data)
+        if events:
+            self._handle(events)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        events = self.proto.receive_eof()
+        if events:
+            self._handle(events)
+        if self.current is not None:
+            self.current.client_eof()
+        if self.current is None and not self.closed:
+            self._close()
+            return False
+        return True  # keep the write side open to answer what was asked before the EOF
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain = self._drain
+        if drain is not None:
+            self._drain = None
+            if not drain.done():
+                drain.set_result(None)
+
+    # --- events from the protocol -------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        event: Any
+        for event in events:
+            kind = type(event)
+            if kind is Request:
+                stream = H1Stream(self, event)
+                self.last = stream
+                if self.current is None and self.pending_error is None:
+                    self._dispatch(stream)
+                else:
+                    self.queue.append(stream)
+            elif kind is Body:
+                self.last.feed(event.data)  # type: ignore[union-attr]
+            elif kind is EndOfBody:
+                self.last.feed_end(event.trailers)  # type: ignore[union-attr]
+            else:
+                self._protocol_error(event)
+        if self.queue or self._read_paused or self.pending_error is not None:
+            self._update_reading()
+        elif self.last is not None and self.last.buffered > BODY_HIGH_WATER:
+            self._update_reading()
+
+    def _dispatch(self, stream: H1Stream) -> None:
+        server = self.server
+        self.current = stream
+        self.head_started = False
+        self.deadline = 0.0
+        if server.in_flight >= server.config.max_in_flight:
+            server.warn_limited(
+                "in_flight", "too many requests in flight (%d); answering 503", server.in_flight
+            )
+            stream.start(503, [(b"retry-after", b"1"), (b"content-type", b"text/plain")],
+                         b"Service Unavailable\n", True)
+            return
+        server.in_flight += 1
+        stream.start_time = server.now
+        server.dispatch(stream)
+
+    def _protocol_error(self, error: StreamError) -> None:
+        last = self.last
+        if last is not None and not last._body_done and not last.disconnected:
+            # The error is in the body of a request already parsed.
+            last.body_error = error
+            if last is self.current:
+                if not last.response_started:
+                    self._log_protocol_error(error)
+                    self._write_error(error)
+                last.lost()
+                self._close()
+                return
+            self.queue.pop()  # a queued request with a broken body never reaches the app
+        if self.current is None:
+            self._log_protocol_error(error)
+            self._write_error(error)
+            self._close()
+        else:
+            # answer what came before in order, then the error (RFC 9112 §9.3.2)
+            self.pending_error = error
+
+    def _log_protocol_error(self, error: StreamError) -> None:
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+        log.info("%s: %d %s", client, error.status, error.detail)
+
+    def _write_error(self, error: StreamError) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(self.proto.error_response(error.status, error.detail))
+
+    # --- flow control -------------------------------------------------------------
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        last = self.last
+        pause = bool(self.queue) or self.pending_error is not None or (
+            last is not None and last.buffered > BODY_HIGH_WATER
+        )
+        if pause != self._read_paused:
+            self._read_paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def body_consumed(self) -> None:
+        if self._read_paused:
+            last = self.last
+            if last is None or last.buffered <= BODY_LOW_WATER:
+                self._update_reading()
+
+    def send_continue(self, stream: H1Stream) -> None:
+        if stream is self.current and self.transport is not None:
+            line = self.proto.continue_response()
+            if line:
+                self.transport.write(line)
+
+    def write(self, chunks: list[bytes]) -> None:
+        transport = self.transport
+        assert transport is not None
+        if len(chunks) == 1:
+            transport.write(chunks[0])
+        else:
+            transport.writelines(chunks)
+
+    def drain_waiter(self) -> asyncio.Future[None] | None:
+        if not self._write_paused or self.closed:
+            return None
+        if self._drain is None:
+            self._drain = self.loop.create_future()
+        return self._drain
+
+    def response_done(self, stream: H1Stream) -> None:
+        server = self.server
+        if server.access.enabled:
+            request = stream.request
+            server.access.log(
+                f"{self.client[0]}:{self.client[1]}" if self.client else "-",
+                request.method.encode("ascii"),
+                request.raw_path + (b"?" + request.query_string if request.query_string else b""),
+                request.http_version,
+                stream.status,
+                stream.sent_bytes,
+                server.now - stream.start_time,
+            )
+        self.current = None
+        if not self.proto.keep_alive or server.closing:
+            self._close()
+            return
+        if self.queue:
+            self._dispatch(self.queue.popleft())
+        elif self.pending_error is not None:
+            self._log_protocol_error(self.pending_error)
+            self._write_error(self.pending_error)
+            self._close()
+            return
+        elif self.eof:
+            self._close()
+            return
+        else:
+            self.deadline = server.now + self.keepalive_timeout
+        if self._read_paused:
+            self._update_reading()
+
+    def on_timeout(self) -> None:
+        """Called by the server's ticker when ``deadline`` has passed."""
+        if self.closed:
+            return
+        if self.head_started:
+            self._write_error(StreamError(0, 408, "request head not received in time"))
+        self._close()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close if idle, otherwise after the current response."""
+        if self.current is None:
+            self._close()
+        else:
+            self.proto.close_after_response()
+
+    def abort(self) -> None:
+        """Drop the connection at once (an app failed mid-response)."""
+        self.closed = True
+        for stream in (self.current, *self.queue):
+            if stream is not None:
+                stream.lost()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()  # flushes what was written first
+

@@ -1,0 +1,147 @@
+"""One worker's HTTP server: listeners, live connections, the ticker, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+from portico.gateways.asgi import ASGIApp, HTTPCycle, http_scope
+from portico.logs import AccessLog
+from portico.protocols.http11 import H1Limits
+from portico.runtime.http1 import H1Driver, H1Stream
+
+if TYPE_CHECKING:
+    from portico.config import Config
+
+log = logging.getLogger("portico.error")
+
+SERVER_LINE = b"server: portico\r\n"
+
+
+class Server:
+    """Serves one app on a set of listening sockets inside one event loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        app: ASGIApp,
+        loop: asyncio.AbstractEventLoop,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.app = app
+        self.loop = loop
+        self.state: dict[str, Any] = state if state is not None else {}
+        self.root_path = config.root_path
+        self.limits = H1Limits(
+            max_request_line=config.max_request_line,
+            max_header_count=config.max_header_count,
+            max_header_bytes=config.max_header_bytes,
+            max_body_size=config.max_body_size,
+        )
+        self.access = AccessLog(enabled=config.access_log)
+        self.server_line = SERVER_LINE if config.server_header else b""
+        self.date_line = b""
+        self.connections: set[H1Driver] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = 0
+        self.closing = False
+        self.now = loop.time()
+        self._listeners: list[asyncio.base_events.Server] = []
+        self._ticker: asyncio.TimerHandle | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._warned: dict[str, float] = {}
+        self._tick()
+
+    # --- hot path -----------------------------------------------------------------
+
+    def dispatch(self, stream: H1Stream) -> None:
+        """Hand a request to the app in a task of its own."""
+        cycle = HTTPCycle(stream)
+        task = self.loop.create_task(cycle.run(self.app, http_scope(stream, self)))
+        # asyncio keeps only weak references to tasks; hold it until the app returns
+        self.tasks.add(task)
+
+    def app_finished(self) -> None:
+        """Called by the gateway, inside the request's task, when the app has returned."""
+        self.in_flight -= 1
+        task = asyncio.current_task(self.loop)
+        if task is not None:
+            self.tasks.discard(task)  # type: ignore[arg-type]
+        if self.closing:
+            self._check_drained()
+
+    def warn_limited(self, key: str, message: str, *args: object) -> None:
+        """Log an overload warning at most once a second per kind, not once per request."""
+        last = self._warned.get(key)
+        if last is None or self.now - last >= 1.0:
+            self._warned[key] = self.now
+            log.warning(message, *args)
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(self, sockets: list[socket.socket]) -> None:
+        for sock in sockets:
+            listener = await self.loop.create_server(
+                lambda: H1Driver(self), sock=sock, backlog=self.config.backlog
+            )
+            self._listeners.append(listener)
+
+    def _tick(self) -> None:
+        """Once a second: refresh the clock and the Date header, and enforce timeouts.
+
+        One timer for the whole worker instead of one per connection keeps timers off the hot
+        path; the timeouts it enforces are seconds long, so a one-second grain is enough.
+        """
+        self.now = now = self.loop.time()
+        if self.config.date_header:
+            self.date_line = b"date: %s\r\n" % formatdate(usegmt=True).encode("ascii")
+        for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
+            conn.on_timeout()
+        self._ticker = self.loop.call_later(1.0, self._tick)
+
+    def connection_closed(self, conn: H1Driver) -> None:
+        self.connections.discard(conn)
+        if self.closing:
+            self._check_drained()
+
+    def _check_drained(self) -> None:
+        drained = self._drained
+        if drained is not None and not drained.done() and not self.connections and not self.tasks:
+            drained.set_result(None)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop accepting, let requests in flight finish, close idle connections.
+
+        Busy connections answer their current request with ``Connection: close``; whatever is
+        still running after ``timeout`` seconds is cut off.
+        """
+        self.closing = True
+        self._drained = self.loop.create_future()
+        for listener in self._listeners:
+            listener.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        self._check_drained()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drained), timeout)
+        except TimeoutError:
+            log.warning(
+                "graceful timeout (%.1fs): closing %d connection(s), cancelling %d request(s)",
+                timeout,
+                len(self.connections),
+                len(self.tasks),
+            )
+            for conn in list(self.connections):
+                conn.abort()
+            for task in list(self.tasks):
+                task.cancel()
+            if self.tasks:
+                await asyncio.wait(list(self.tasks), timeout=1.0)
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for listener in self._listeners:
+            await listener.wait_closed()

@@ -1,0 +1,141 @@
+"""Shared fixtures: a real Portico server process on 127.0.0.1, port 0."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+APPS = Path(__file__).parent / "apps"
+_LISTENING = re.compile(r"serving \S+ on http://127\.0\.0\.1:(\d+)")
+
+
+class ServerProcess:
+    """A ``python -m portico`` child process; its log is collected in :attr:`log`."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, ready: bool = True):
+        self.args = args
+        self.lines: list[str] = []
+        self._port: int | None = None
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "portico", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            cwd=str(APPS),
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if ready:
+            self.wait_ready()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            match = _LISTENING.search(line)
+            if match and self._port is None:
+                self._port = int(match.group(1))
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        if not self._ready.wait(timeout) or self._port is None:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + self.log)
+
+    @property
+    def port(self) -> int:
+        assert self._port is not None
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+    def raw(self, data: bytes, timeout: float = 5.0, shutdown: bool = False) -> bytes:
+        """Send raw bytes on a new connection; return everything until the server closes it."""
+        return raw_exchange(self.port, data, timeout=timeout, shutdown=shutdown)
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0, shutdown: bool = False) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if shutdown:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+        return b"".join(chunks)
+
+
+ServerFactory = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def serve() -> Iterator[ServerFactory]:
+    """``serve("app:app", "--flag", ...)`` starts a server; all are stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> ServerProcess:
+        server = ServerProcess(
+            [*args, "--bind", "127.0.0.1:0", "--log-level", "info"], env=env, ready=ready
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
