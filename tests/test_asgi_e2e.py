@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerFactory, raw_exchange
+from tests.conftest import ServerFactory, ServerProcess, raw_exchange
 
 
 def get_json(url: str, **kwargs: object) -> dict[str, object]:
@@ -21,7 +21,9 @@ def get_json(url: str, **kwargs: object) -> dict[str, object]:
 
 def test_demo_app_shows_the_request_escaped(serve: ServerFactory) -> None:
     server = serve()
-    response = httpx.get(server.url + "/hello?x=1", headers={"X-Probe": "<script>alert(1)</script>"})
+    response = httpx.get(
+        server.url + "/hello?x=1", headers={"X-Probe": "<script>alert(1)</script>"}
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
@@ -151,9 +153,10 @@ def split_responses(raw: bytes) -> list[tuple[bytes, bytes]]:
 
 def test_pipelined_requests_answered_in_order(serve: ServerFactory) -> None:
     server = serve("asgi_apps:echo")
-    requests = b"".join(
-        b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(20)
-    ) + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    requests = (
+        b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(20))
+        + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     responses = split_responses(server.raw(requests))
     paths = [json.loads(body)["path"] for _, body in responses]
     assert paths == [f"/{i}" for i in range(20)] + ["/last"]
@@ -266,8 +269,6 @@ def test_asgi2_app(serve: ServerFactory) -> None:
 
 
 def test_unix_socket(serve: ServerFactory, tmp_path: Path) -> None:
-    from tests.conftest import ServerProcess
-
     path = tmp_path / "portico.sock"
     server = ServerProcess(["asgi_apps:echo", "--bind", f"unix:{path}"], ready=False)
     try:

@@ -59,7 +59,7 @@ class StartupError(PorticoError):
 
 
 class ConfigError(StartupError):
-    """A setting is unknown or has a bad value; the message names the source (flag, env, file:line)."""
+    """A setting is unknown or has a bad value; the message names its source (flag, env, file)."""
 
     exit_code = EXIT_USAGE
 

@@ -1,7 +1,7 @@
 """The ASGI 3.0 HTTP bridge, written once for every HTTP version over :class:`Stream`.
 
-Spec: https://asgi.readthedocs.io/en/latest/specs/www.html (HTTP connection scope, spec 2.4) with the
-``http.response.trailers`` and ``http.response.pathsend`` extensions.
+Spec: https://asgi.readthedocs.io/en/latest/specs/www.html (HTTP connection scope, spec 2.4),
+with the ``http.response.trailers`` and ``http.response.pathsend`` extensions.
 
 Rules kept here, not in the protocols:
 * ``http.response.start`` is held until the first body message, so a small response is written
@@ -84,7 +84,15 @@ def http_scope(stream: Stream, context: ServerContext) -> Scope:
 class HTTPCycle:
     """One request served to an ASGI 3 app: its ``receive`` and ``send`` callables."""
 
-    __slots__ = ("_body_done", "_error_reported", "_headers", "_state", "_status", "_trailers", "stream")
+    __slots__ = (
+        "_body_done",
+        "_error_reported",
+        "_headers",
+        "_state",
+        "_status",
+        "_trailers",
+        "stream",
+    )
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
@@ -201,5 +209,10 @@ class HTTPCycle:
         return exc
 
 
-_STATE_NAMES = ("before http.response.start", "after http.response.start", "while streaming",
-                "while waiting for trailers", "after the response completed")
+_STATE_NAMES = (
+    "before http.response.start",
+    "after http.response.start",
+    "while streaming",
+    "while waiting for trailers",
+    "after the response completed",
+)

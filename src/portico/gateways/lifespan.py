@@ -109,7 +109,9 @@ class Lifespan:
         except Exception as exc:
             started = self._outcome is not None and self._outcome.done()
             if self.mode == "auto" and not started:
-                log.info("ASGI lifespan is not supported by the app (%s); continuing", type(exc).__name__)
+                log.info(
+                    "ASGI lifespan is not supported by the app (%s); continuing", type(exc).__name__
+                )
                 self.supported = False
                 self._resolve("unsupported")
                 return
@@ -125,4 +127,3 @@ class Lifespan:
             else:
                 self._failed_message = "the app returned during lifespan without answering"
                 self._resolve("error")
-

@@ -21,9 +21,8 @@ REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStat
 
 def check_response_field(name: bytes, value: bytes) -> None:
     """Raise :class:`AppError` unless ``name: value`` is a field the app may send."""
-    if type(name) is not bytes or type(value) is not bytes:
-        if not isinstance(name, bytes) or not isinstance(value, bytes):
-            raise AppError(f"response header names and values must be bytes, got {name!r}: {value!r}")
+    if not isinstance(name, bytes) or not isinstance(value, bytes):
+        raise AppError(f"response header names and values must be bytes, got {name!r}: {value!r}")
     if not _token.fullmatch(name):
         raise AppError(f"invalid response header name {name!r}")
     if _forbidden_in_value(value):

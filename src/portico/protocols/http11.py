@@ -177,7 +177,8 @@ class H1Connection:
         """Feed bytes from the client; return the events they complete (possibly none)."""
         if self._failed:
             return []
-        self._events = events = []
+        events: list[Event] = []
+        self._events = events
         started_in_head = self._in_head
         try:
             self._parser.feed_data(data)
@@ -218,7 +219,8 @@ class H1Connection:
             self._fail_quietly()
             return []
         if self._exchanges and not self._exchanges[-1].body_complete:
-            self._events = events = []
+            events: list[Event] = []
+            self._events = events
             self._fail(400, "connection closed before the request body was complete")
             return events
         return []
@@ -319,7 +321,7 @@ class H1Connection:
             self._check_field_limits("header")
         parser = self._parser
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
+        if version not in ("1.1", "1.0"):
             raise VersionNotSupported("HTTP version not supported")
         if self._host_count > 1 or (self._host_count == 0 and version == "1.1"):
             raise BadRequest("a request must have exactly one Host header")
@@ -339,7 +341,7 @@ class H1Connection:
         url = self._url
         scheme: str | None = None
         if url[:1] == b"/":
-            path, sep, query = url.partition(b"?")
+            path, _, query = url.partition(b"?")
         elif url == b"*":
             if method != "OPTIONS":
                 raise BadRequest("asterisk-form is only allowed with OPTIONS")
@@ -356,7 +358,7 @@ class H1Connection:
             rest = match.group(3) or b"/"
             if rest[:1] != b"/":
                 rest = b"/" + rest
-            path, sep, query = rest.partition(b"?")
+            path, _, query = rest.partition(b"?")
         # the fragment is never sent on the wire; a client that does gets it dropped (RFC 9112 §3.2)
         if b"#" in path:
             path = path.partition(b"#")[0]
@@ -431,7 +433,11 @@ class H1Connection:
         rejects a large upload on its headers never makes the client send it.
         """
         exchange = self._exchanges[0]
-        if exchange.expect_continue and not exchange.continue_sent and not exchange.response_started:
+        if (
+            exchange.expect_continue
+            and not exchange.continue_sent
+            and not exchange.response_started
+        ):
             exchange.continue_sent = True
             return _CONTINUE
         return b""
@@ -496,9 +502,11 @@ class H1Connection:
             out.append(date_line)
         if not has_server and server_line:
             out.append(server_line)
-        no_body = status == 204 or status == 304 or exchange.head
-        if content_length is not None and not no_body and (
-            len(body) > content_length or (end and len(body) != content_length)
+        no_body = status in (204, 304) or exchange.head
+        if (
+            content_length is not None
+            and not no_body
+            and (len(body) > content_length or (end and len(body) != content_length))
         ):
             # caught before anything is committed, so the app still gets a clean 500
             raise AppError(
@@ -613,7 +621,11 @@ class H1Connection:
         ``detail`` must be Portico's own words (the events guarantee it), never client bytes.
         """
         self._closing = True
-        body = b"%d %s\n%s\n" % (status, REASONS.get(status, b""), detail.encode("ascii", "replace"))
+        body = b"%d %s\n%s\n" % (
+            status,
+            REASONS.get(status, b""),
+            detail.encode("ascii", "replace"),
+        )
         extra = b"retry-after: 1\r\n" if status == 503 else b""
         return b"%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s%s\r\n%s" % (
             _status_line(status),

@@ -27,6 +27,10 @@ log = logging.getLogger("portico.error")
 # start again when the app has consumed down to the low mark.
 BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
+# After an error response, input is read and dropped for at most this long before closing: closing
+# with unread input makes the kernel send RST, and the client may lose the response (nginx calls
+# this "lingering close").
+LINGER_SECONDS = 2.0
 # Response flow control: the transport calls pause_writing() above this many unsent bytes.
 WRITE_HIGH_WATER = 256 * 1024
 FILE_CHUNK = 256 * 1024
@@ -231,6 +235,7 @@ class H1Driver(asyncio.Protocol):
         self.deadline = 0.0
         self.head_started = False
         self.closed = False
+        self.lingering = False
         self.eof = False
         self._read_paused = False
         self._write_paused = False
@@ -261,12 +266,15 @@ class H1Driver(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         if len(server.connections) >= server.config.max_connections or server.closing:
             server.warn_limited(
-                "connections", "connection limit reached (%d); refusing connections",
+                "connections",
+                "connection limit reached (%d); refusing connections",
                 len(server.connections),
             )
             transport.write(self.proto.error_response(503, "too many connections"))
-            transport.close()
-            self.closed = True
+            self.lingering = True
+            if transport.can_write_eof():
+                transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self._close)
             return
         server.connections.add(self)
         self.deadline = server.now + self.header_timeout
@@ -283,6 +291,8 @@ class H1Driver(asyncio.Protocol):
             drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # after an error response: drain and drop
         if self.current is None and not self.head_started:
             # first bytes of a new request: the idle timer becomes the head timer (slowloris)
             self.head_started = True
@@ -293,6 +303,9 @@ class H1Driver(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.lingering:
+            self._close()
+            return False
         events = self.proto.receive_eof()
         if events:
             self._handle(events)
@@ -333,9 +346,13 @@ class H1Driver(asyncio.Protocol):
                 self.last.feed_end(event.trailers)  # type: ignore[union-attr]
             else:
                 self._protocol_error(event)
-        if self.queue or self._read_paused or self.pending_error is not None:
-            self._update_reading()
-        elif self.last is not None and self.last.buffered > BODY_HIGH_WATER:
+        last = self.last
+        if (
+            self.queue
+            or self._read_paused
+            or self.pending_error is not None
+            or (last is not None and last.buffered > BODY_HIGH_WATER)
+        ):
             self._update_reading()
 
     def _dispatch(self, stream: H1Stream) -> None:
@@ -347,8 +364,12 @@ class H1Driver(asyncio.Protocol):
             server.warn_limited(
                 "in_flight", "too many requests in flight (%d); answering 503", server.in_flight
             )
-            stream.start(503, [(b"retry-after", b"1"), (b"content-type", b"text/plain")],
-                         b"Service Unavailable\n", True)
+            stream.start(
+                503,
+                [(b"retry-after", b"1"), (b"content-type", b"text/plain")],
+                b"Service Unavailable\n",
+                True,
+            )
             return
         server.in_flight += 1
         stream.start_time = server.now
@@ -360,17 +381,19 @@ class H1Driver(asyncio.Protocol):
             # The error is in the body of a request already parsed.
             last.body_error = error
             if last is self.current:
+                last.lost()
                 if not last.response_started:
                     self._log_protocol_error(error)
                     self._write_error(error)
-                last.lost()
-                self._close()
+                    self._linger()
+                else:
+                    self._close()
                 return
             self.queue.pop()  # a queued request with a broken body never reaches the app
         if self.current is None:
             self._log_protocol_error(error)
             self._write_error(error)
-            self._close()
+            self._linger()
         else:
             # answer what came before in order, then the error (RFC 9112 §9.3.2)
             self.pending_error = error
@@ -390,8 +413,10 @@ class H1Driver(asyncio.Protocol):
         if transport is None or self.closed:
             return
         last = self.last
-        pause = bool(self.queue) or self.pending_error is not None or (
-            last is not None and last.buffered > BODY_HIGH_WATER
+        pause = (
+            bool(self.queue)
+            or self.pending_error is not None
+            or (last is not None and last.buffered > BODY_HIGH_WATER)
         )
         if pause != self._read_paused:
             self._read_paused = pause
@@ -449,7 +474,7 @@ class H1Driver(asyncio.Protocol):
         elif self.pending_error is not None:
             self._log_protocol_error(self.pending_error)
             self._write_error(self.pending_error)
-            self._close()
+            self._linger()
             return
         elif self.eof:
             self._close()
@@ -463,8 +488,10 @@ class H1Driver(asyncio.Protocol):
         """Called by the server's ticker when ``deadline`` has passed."""
         if self.closed:
             return
-        if self.head_started:
+        if self.head_started and not self.lingering:
             self._write_error(StreamError(0, 408, "request head not received in time"))
+            self._linger()
+            return
         self._close()
 
     def shutdown(self) -> None:
@@ -483,9 +510,25 @@ class H1Driver(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def _linger(self) -> None:
+        """Half-close after an error response; drop input until the client closes or time is up."""
+        transport = self.transport
+        if transport is None or self.closed or self.lingering:
+            return
+        self.lingering = True
+        self.current = None
+        self.queue.clear()
+        if not transport.can_write_eof():
+            self._close()
+            return
+        transport.write_eof()
+        self.deadline = self.server.now + LINGER_SECONDS
+        if self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+
     def _close(self) -> None:
         if not self.closed:
             self.closed = True
             if self.transport is not None:
                 self.transport.close()  # flushes what was written first
-

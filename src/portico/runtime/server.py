@@ -70,7 +70,7 @@ class Server:
         self.in_flight -= 1
         task = asyncio.current_task(self.loop)
         if task is not None:
-            self.tasks.discard(task)  # type: ignore[arg-type]
+            self.tasks.discard(task)
         if self.closing:
             self._check_drained()
 

@@ -34,19 +34,21 @@ def _loop_factory(name: str) -> type[asyncio.AbstractEventLoop] | None:
     if name == "asyncio":
         return None
     try:
-        import uvloop
+        import uvloop  # noqa: PLC0415 - optional: plain asyncio where it is not installed
     except ImportError:
         if name == "uvloop":
             raise StartupError("--loop uvloop: uvloop is not installed") from None
         return None
-    return uvloop.Loop  # type: ignore[no-any-return]
+    return uvloop.Loop
 
 
 def serve(config: Config) -> int:
     """Load the app, bind, and serve until a signal says stop. Returns the exit code."""
     if config.workers != 1:
-        log.warning("--workers %d: the master process is not part of this build; "
-                    "serving with one worker", config.workers)
+        log.warning(
+            "--workers %d: the master process is not part of this build; serving with one worker",
+            config.workers,
+        )
     loaded = load_app(
         config.app, app_dir=config.app_dir, factory=config.factory, interface=config.interface
     )
@@ -87,7 +89,9 @@ async def _serve(config: Config, loaded: LoadedApp, sockets: list[socket.socket]
     signum = await stop
     graceful = signum == signal.SIGTERM
     log.info(
-        "received %s, shutting down%s", signal.Signals(signum).name, " gracefully" if graceful else ""
+        "received %s, shutting down%s",
+        signal.Signals(signum).name,
+        " gracefully" if graceful else "",
     )
     await server.shutdown(config.graceful_timeout if graceful else FAST_SHUTDOWN_TIMEOUT)
     await lifespan.shutdown()
@@ -98,4 +102,3 @@ async def _serve(config: Config, loaded: LoadedApp, sockets: list[socket.socket]
             os.unlink(path)
     sys.stderr.flush()
     return EXIT_OK
-
