@@ -1,0 +1,5 @@
+"""``python -m portico``."""
+
+from portico.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""Value kinds of settings: how a raw value becomes a typed, validated one.
+
+A raw value is either a string (from a command-line flag or an environment variable) or a native
+TOML value (from the config file). Every converter accepts both and raises ``ValueError`` with a
+short reason; the caller adds the source (``--workers``, ``PORTICO_WORKERS``, ``portico.toml:7``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True, slots=True)
+class Kind(Generic[T]):
+    """The type of a setting: a description for the docs, a converter, a metavar for ``--help``."""
+
+    description: str
+    convert: Callable[[object], T]
+    metavar: str = ""
+    choices: tuple[str, ...] = ()
+    is_flag: bool = False
+
+
+def _type_name(raw: object) -> str:
+    if isinstance(raw, bool):
+        return "a boolean"
+    if isinstance(raw, int):
+        return "an integer"
+    if isinstance(raw, float):
+        return "a float"
+    if isinstance(raw, list):
+        return "a list"
+    if isinstance(raw, dict):
+        return "a table"
+    return type(raw).__name__
+
+
+def _convert_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise ValueError(f"expected a boolean (true/false, 1/0, yes/no, on/off), got {raw!r}")
+    raise ValueError(f"expected a boolean, got {_type_name(raw)}")
+
+
+def _convert_str(raw: object) -> str:
+    if isinstance(raw, str):
+        return raw
+    raise ValueError(f"expected a string, got {_type_name(raw)}")
+
+
+def _convert_optional_str(raw: object) -> str | None:
+    return _convert_str(raw)
+
+
+def integer(minimum: int) -> Kind[int]:
+    """An integer that is at least ``minimum``."""
+
+    def convert(raw: object) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValueError(f"expected an integer, got {_type_name(raw)}")
+        if isinstance(raw, str):
+            try:
+                value = int(raw.strip(), 10)
+            except ValueError:
+                raise ValueError(f"expected an integer, got {raw!r}") from None
+        else:
+            value = raw
+        if value < minimum:
+            raise ValueError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return Kind(f"integer >= {minimum}", convert, metavar="N")
+
+
+def _convert_seconds(raw: object) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError(f"expected a number of seconds, got {_type_name(raw)}")
+    if isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+    else:
+        value = float(raw)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a finite number > 0, got {raw!r}")
+    return value
+
+
+def choice(*choices: str) -> Kind[str]:
+    """One of a fixed set of lower-case words; input is compared case-insensitively."""
+
+    def convert(raw: object) -> str:
+        value = _convert_str(raw).strip().lower()
+        if value in choices:
+            return value
+        message = f"invalid choice {raw!r} (choose from {', '.join(choices)})"
+        close = difflib.get_close_matches(value, choices, n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        raise ValueError(message)
+
+    return Kind(
+        "one of " + ", ".join(f"`{c}`" for c in choices),
+        convert,
+        metavar="{" + ",".join(choices) + "}",
+        choices=choices,
+    )
+
+
+def _convert_root_path(raw: object) -> str:
+    value = _convert_str(raw)
+    if value and (not value.startswith("/") or value.endswith("/")):
+        raise ValueError(f"must be empty or start with '/' and not end with '/', got {value!r}")
+    return value
+
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_SPLIT = re.compile(r"[,\s]+")
+
+
+def _port(text: str, spec: str) -> None:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f"{spec!r}: the port must be a number from 0 to 65535")
+
+
+def validate_bind(spec: str) -> str:
+    """Check one bind address: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``."""
+    if spec.startswith("unix:"):
+        if not spec[5:]:
+            raise ValueError(f"{spec!r}: expected unix:PATH")
+        return spec
+    if spec.startswith("fd://"):
+        if not spec[5:].isdigit():
+            raise ValueError(f"{spec!r}: expected fd://N with N a file descriptor number")
+        return spec
+    if spec.startswith("["):
+        host, sep, port = spec[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{spec!r}: expected [IPv6]:PORT")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{spec!r}: {host!r} is not an IPv6 address") from None
+        _port(port, spec)
+        return spec
+    host, sep, port = spec.rpartition(":")
+    if not sep:
+        raise ValueError(f"{spec!r}: expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N")
+    if ":" in host:
+        raise ValueError(f"{spec!r}: write an IPv6 address in brackets, as [{host}]:{port}")
+    if not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{spec!r}: {host!r} is not a host name or IPv4 address")
+    _port(port, spec)
+    return spec
+
+
+def _convert_binds(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items: list[object] = [item for item in _SPLIT.split(raw) if item]
+    elif isinstance(raw, list):
+        items = list(raw)
+    else:
+        raise ValueError(f"expected an address or a list of addresses, got {_type_name(raw)}")
+    if not items:
+        raise ValueError("expected at least one address")
+    return tuple(validate_bind(_convert_str(item)) for item in items)
+
+
+def _convert_action(raw: object) -> bool:
+    return _convert_bool(raw)
+
+
+BOOL: Kind[bool] = Kind("boolean", _convert_bool, is_flag=True)
+STR: Kind[str] = Kind("string", _convert_str, metavar="TEXT")
+OPTIONAL_STR: Kind[str | None] = Kind("string", _convert_optional_str, metavar="TEXT")
+DIRECTORY: Kind[str] = Kind("directory", _convert_str, metavar="DIR")
+TOML_FILE: Kind[str | None] = Kind("path of a TOML file", _convert_optional_str, metavar="FILE")
+SECONDS: Kind[float] = Kind("seconds > 0", _convert_seconds, metavar="SECONDS")
+ROOT_PATH: Kind[str] = Kind("URL path, empty or `/prefix`", _convert_root_path, metavar="PATH")
+BINDS: Kind[tuple[str, ...]] = Kind(
+    "list of addresses: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`",
+    _convert_binds,
+    metavar="ADDRESS",
+)
+ACTION: Kind[bool] = Kind("command-line action", _convert_action, is_flag=True)

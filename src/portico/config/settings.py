@@ -1,0 +1,296 @@
+"""The one table of settings, and the frozen ``Config`` it describes.
+
+Each setting is declared once, as a field of ``Config``: its name, type and default are the field's,
+and the rest (flags, kind, one-line doc) rides in the field's metadata. ``SETTINGS`` is read from
+those fields, and the command line, environment variables, the TOML file and ``docs/settings.md``
+are all generated from ``SETTINGS`` — gunicorn's idea of declaring each setting once, without its
+metaclass registry, and without uvicorn's habit of spelling a setting in seven places.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from portico.config import kinds
+from portico.config.kinds import Kind
+
+__all__ = ["ACTIONS", "SETTINGS", "Config", "Setting", "by_name"]
+
+T = TypeVar("T")
+
+_METADATA_KEY = "portico.setting"
+ENV_PREFIX = "PORTICO_"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the table."""
+
+    name: str
+    kind: Kind[Any]
+    default: object
+    doc: str
+    #: option strings, e.g. ``("--bind", "-b")``; a boolean lists its ``--no-`` form too
+    flags: tuple[str, ...] = ()
+    #: metavar of a positional argument (``APP``), empty for options
+    positional: str = ""
+    #: a flag that may be given several times, each adding to a list
+    repeatable: bool = False
+    #: environment variables read after ``PORTICO_<NAME>``, in order (``WEB_CONCURRENCY``)
+    env_fallbacks: tuple[str, ...] = ()
+    #: an action of the command line (``--version``), not a field of ``Config``
+    cli_only: bool = False
+    #: may be set in a config file (``config_file`` itself may not)
+    in_file: bool = True
+    #: the environment variable, when it is not ``PORTICO_<NAME>``
+    env_name: str = ""
+
+    @property
+    def env(self) -> str | None:
+        """``PORTICO_<NAME>`` (or ``env_name``), or None for command-line actions."""
+        if self.cli_only:
+            return None
+        return self.env_name or ENV_PREFIX + self.name.upper()
+
+    @property
+    def file_key(self) -> str | None:
+        """The key in a config file (``max-body-size`` is accepted as well), or None."""
+        return self.name if self.in_file and not self.cli_only else None
+
+
+def _setting(
+    default: T,
+    kind: Kind[T],
+    doc: str,
+    *,
+    flags: tuple[str, ...] = (),
+    positional: str = "",
+    repeatable: bool = False,
+    env_fallbacks: tuple[str, ...] = (),
+    in_file: bool = True,
+    env_name: str = "",
+) -> T:
+    row = Setting(
+        name="",  # filled in from the field name below
+        kind=kind,
+        default=default,
+        doc=doc,
+        flags=flags,
+        positional=positional,
+        repeatable=repeatable,
+        env_fallbacks=env_fallbacks,
+        in_file=in_file,
+        env_name=env_name,
+    )
+    # Typed like dataclasses.field(): it returns the field's value type, so fields stay typed.
+    return dataclasses.field(default=default, metadata={_METADATA_KEY: row})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of a Portico server, validated. Build it with ``portico.config.resolve``."""
+
+    app: str | None = _setting(
+        None,
+        kinds.OPTIONAL_STR,
+        "The app to serve, as `module:attribute` (or `module`, which looks for `app`, then "
+        "`application`); unset serves the built-in demo app.",
+        positional="APP",
+    )
+    bind: tuple[str, ...] = _setting(
+        ("127.0.0.1:8000",),
+        kinds.BINDS,
+        "Address to listen on: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH` or `fd://N` (a socket "
+        "inherited from the parent, e.g. systemd). Repeat the flag to listen on several; the "
+        "environment variable takes a comma- or space-separated list, the file a list.",
+        flags=("--bind", "-b"),
+        repeatable=True,
+    )
+    app_dir: str = _setting(
+        ".",
+        kinds.DIRECTORY,
+        "Directory put first on `sys.path` before the app is imported.",
+        flags=("--app-dir",),
+    )
+    factory: bool = _setting(
+        False,
+        kinds.BOOL,
+        "Treat APP as a zero-argument factory and serve what it returns.",
+        flags=("--factory", "--no-factory"),
+    )
+    interface: str = _setting(
+        "auto",
+        kinds.choice("auto", "asgi3", "asgi2", "wsgi"),
+        "The app's interface; `auto` detects it from the callable's signature.",
+        flags=("--interface",),
+    )
+    lifespan: str = _setting(
+        "auto",
+        kinds.choice("auto", "on", "off"),
+        "ASGI lifespan protocol: `on` requires the app to support it, `auto` tolerates an app "
+        "that raises on the lifespan scope, `off` never sends it.",
+        flags=("--lifespan",),
+    )
+    log_level: str = _setting(
+        "info",
+        kinds.choice("critical", "error", "warning", "info", "debug"),
+        "Level of the error log (`portico.error`), written to stderr.",
+        flags=("--log-level",),
+    )
+    access_log: bool = _setting(
+        False,
+        kinds.BOOL,
+        "Write one line per response to the access log (`portico.access`) on stderr. Off by "
+        "default: a proxy in front usually logs requests already.",
+        flags=("--access-log", "--no-access-log"),
+    )
+    workers: int = _setting(
+        1,
+        kinds.integer(1),
+        "Number of worker processes. Read from `WEB_CONCURRENCY` (Heroku, Render) when "
+        "`PORTICO_WORKERS` is unset. This build runs one worker.",
+        flags=("--workers", "-w"),
+        env_fallbacks=("WEB_CONCURRENCY",),
+    )
+    root_path: str = _setting(
+        "",
+        kinds.ROOT_PATH,
+        "URL prefix the app is mounted under behind a proxy (ASGI `root_path`, WSGI "
+        "`SCRIPT_NAME`), e.g. `/api`.",
+        flags=("--root-path",),
+    )
+    server_header: bool = _setting(
+        True,
+        kinds.BOOL,
+        "Add a `Server: portico` header to responses that have none.",
+        flags=("--server-header", "--no-server-header"),
+    )
+    date_header: bool = _setting(
+        True,
+        kinds.BOOL,
+        "Add a `Date` header to responses that have none (RFC 9110 §6.6.1 asks origin servers "
+        "with a clock to send one).",
+        flags=("--date-header", "--no-date-header"),
+    )
+    max_request_line: int = _setting(
+        8190,
+        kinds.integer(1),
+        "Longest request-target accepted, in bytes; longer gets 414. 8190 is gunicorn's and "
+        "Apache's limit; nginx allows 8 KiB per header line.",
+        flags=("--max-request-line",),
+    )
+    max_header_count: int = _setting(
+        100,
+        kinds.integer(1),
+        "Most header fields accepted in one request; more gets 431 (gunicorn and Apache: 100).",
+        flags=("--max-header-count",),
+    )
+    max_header_bytes: int = _setting(
+        65536,
+        kinds.integer(1),
+        "Most bytes of header names and values accepted in one request; more gets 431.",
+        flags=("--max-header-bytes",),
+    )
+    max_body_size: int = _setting(
+        1073741824,
+        kinds.integer(0),
+        "Largest request body accepted, in bytes (0: unlimited); larger gets 413.",
+        flags=("--max-body-size",),
+    )
+    header_timeout: float = _setting(
+        15.0,
+        kinds.SECONDS,
+        "Seconds a client has to send a complete request head; slower gets 408 and is closed "
+        "(a defence against slowloris).",
+        flags=("--header-timeout",),
+    )
+    keepalive_timeout: float = _setting(
+        75.0,
+        kinds.SECONDS,
+        "Seconds an idle keep-alive connection is kept open. Longer than the 60 s idle timeout "
+        "of AWS ALB and of nginx upstream keep-alive, so that the proxy, not Portico, closes "
+        "idle connections: a server that closes first races the proxy's next request, a known "
+        "source of 502s. Behind a Google Cloud load balancer use more than its 600 s (620).",
+        flags=("--keepalive-timeout",),
+    )
+    max_connections: int = _setting(
+        10000,
+        kinds.integer(1),
+        "Most open connections per worker; a connection over the limit gets 503 and is closed.",
+        flags=("--max-connections",),
+    )
+    max_in_flight: int = _setting(
+        1000,
+        kinds.integer(1),
+        "Most requests being handled at once per worker; over the limit a request gets 503 "
+        "with `Retry-After`.",
+        flags=("--max-in-flight",),
+    )
+    backlog: int = _setting(
+        2048,
+        kinds.integer(1),
+        "Length of the listen queue of each socket (capped by the kernel's `somaxconn`).",
+        flags=("--backlog",),
+    )
+    loop: str = _setting(
+        "auto",
+        kinds.choice("auto", "asyncio", "uvloop"),
+        "Event loop: `auto` uses uvloop when it is installed, else asyncio.",
+        flags=("--loop",),
+    )
+    graceful_timeout: float = _setting(
+        30.0,
+        kinds.SECONDS,
+        "Seconds given to requests in flight to finish after SIGTERM before they are cut off "
+        "(Kubernetes waits 30 s before SIGKILL by default).",
+        flags=("--graceful-timeout",),
+    )
+    config_file: str | None = _setting(
+        None,
+        kinds.TOML_FILE,
+        "TOML file of settings (top-level keys are setting names). Without it, "
+        "`[tool.portico]` of `pyproject.toml` in the working directory is read, if present.",
+        flags=("--config",),
+        in_file=False,
+        env_name="PORTICO_CONFIG",
+    )
+
+
+def _action(name: str, flags: tuple[str, ...], doc: str) -> Setting:
+    return Setting(name=name, kind=kinds.ACTION, default=False, doc=doc, flags=flags, cli_only=True)
+
+
+#: Command-line actions: they do something instead of serving, and are not fields of ``Config``.
+ACTIONS: tuple[Setting, ...] = (
+    _action("help", ("--help", "-h"), "Show the command-line help and exit."),
+    _action("version", ("--version",), "Print `portico X.Y.Z` and exit."),
+    _action(
+        "print_config",
+        ("--print-config",),
+        "Print every setting as `name = value  # origin` and exit.",
+    ),
+    _action(
+        "check_config",
+        ("--check-config",),
+        "Validate the settings and load the app, then exit: 0 if both are fine, else the "
+        "error's exit code (2 for a setting, 4 for the app).",
+    ),
+)
+
+#: Every setting, in declaration order: the fields of ``Config``, then the actions.
+SETTINGS: tuple[Setting, ...] = (
+    *(
+        dataclasses.replace(field.metadata[_METADATA_KEY], name=field.name)
+        for field in dataclasses.fields(Config)
+    ),
+    *ACTIONS,
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def by_name(name: str) -> Setting:
+    """The setting called ``name``; ``KeyError`` if there is none."""
+    return _BY_NAME[name]

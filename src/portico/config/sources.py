@@ -1,0 +1,227 @@
+"""Resolving a ``Config`` from its four sources: command line > environment > file > defaults.
+
+No I/O happens here: the caller passes ``argv``, the environment mapping, the working directory and
+a ``read_text(path)`` function, so tests hand in dictionaries and the CLI hands in the real thing.
+Every error is a ``ConfigError`` whose message starts with its source — ``--workers``,
+``PORTICO_WORKERS``, ``portico.toml:7`` — and suggests the closest known name.
+
+Unknown flags and file keys are errors. An unknown ``PORTICO_*`` environment variable is only a
+warning: the environment is shared with the app and everything else in the process tree (an app
+may well read ``PORTICO_TEST_FILE``), so refusing to start over it would be wrong; the warning
+still catches ``PORTICO_WOKERS``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from portico.config.argv import parse_argv
+from portico.config.settings import ENV_PREFIX, SETTINGS, Config, Setting
+from portico.errors import ConfigError
+
+__all__ = ["Action", "Resolved", "resolve"]
+
+Action = Literal["serve", "help", "version", "print_config", "check_config"]
+
+#: name -> (origin, value)
+_Values = dict[str, tuple[str, object]]
+
+_CONFIG_SETTINGS = tuple(setting for setting in SETTINGS if not setting.cli_only)
+_FILE_KEYS = {s.file_key: s for s in _CONFIG_SETTINGS if s.file_key is not None}
+_ENV_NAMES = {s.env: s for s in _CONFIG_SETTINGS if s.env is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A validated ``Config``, where each of its settings came from, and what to do with it.
+
+    For the ``help`` and ``version`` actions nothing but ``argv`` is read: ``config`` holds the
+    defaults.
+    """
+
+    config: Config
+    #: setting name -> ``default``, ``env PORTICO_X``, ``flag --x``, ``argument APP``,
+    #: ``file path:line``
+    origins: Mapping[str, str]
+    action: Action = "serve"
+    #: things worth telling the user that do not stop the server (unknown ``PORTICO_*`` variables)
+    warnings: tuple[str, ...] = ()
+
+
+def resolve(
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    read_text: Callable[[str], str],
+    cwd: str,
+) -> Resolved:
+    """Build the ``Config`` from the command line, the environment, a TOML file and the defaults.
+
+    The file is ``--config FILE`` or ``PORTICO_CONFIG`` (relative to ``cwd``); without either,
+    ``[tool.portico]`` of ``cwd/pyproject.toml`` if that file exists. ``read_text`` is called with
+    the path and should raise ``OSError`` (``FileNotFoundError``) as ``Path.read_text`` does.
+    """
+    parsed = parse_argv(argv)
+    action = cast(Action, parsed.action)
+    if action in ("help", "version"):
+        return _build({}, action)
+    from_env, warnings = _read_env(environ)
+    config_file = parsed.values.get("config_file") or from_env.get("config_file")
+    if config_file is not None:
+        origin, path = config_file
+        from_file = _read_config_file(str(path), origin.partition(" ")[2], read_text, cwd)
+    else:
+        from_file = _read_pyproject(read_text, cwd)
+    return _build({**from_file, **from_env, **parsed.values}, action, warnings)
+
+
+def _build(values: _Values, action: Action, warnings: tuple[str, ...] = ()) -> Resolved:
+    kwargs: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for setting in _CONFIG_SETTINGS:
+        origin, value = values.get(setting.name, ("default", setting.default))
+        kwargs[setting.name] = value
+        origins[setting.name] = origin
+    return Resolved(Config(**kwargs), types.MappingProxyType(origins), action, warnings)
+
+
+def _suggest(name: str, candidates: Sequence[str], *, quote: bool = False, prefix: str = "") -> str:
+    """``; did you mean X?`` for the closest candidate, if one is close.
+
+    Names are compared without a shared ``prefix``, which would make them all look alike.
+    """
+    close = difflib.get_close_matches(
+        name.removeprefix(prefix), [c.removeprefix(prefix) for c in candidates], n=1
+    )
+    if not close:
+        return ""
+    best = prefix + close[0]
+    return f"; did you mean {best!r}?" if quote else f"; did you mean {best}?"
+
+
+def _read_env(environ: Mapping[str, str]) -> tuple[_Values, tuple[str, ...]]:
+    warnings = tuple(
+        f"{variable}: not a Portico setting, ignored"
+        + _suggest(variable, sorted(_ENV_NAMES), prefix=ENV_PREFIX)
+        for variable in sorted(environ)
+        if variable.startswith(ENV_PREFIX) and variable not in _ENV_NAMES
+    )
+    values: _Values = {}
+    for setting in _CONFIG_SETTINGS:
+        assert setting.env is not None
+        for variable in (setting.env, *setting.env_fallbacks):
+            if variable in environ:
+                try:
+                    value = setting.kind.convert(environ[variable])
+                except ValueError as exc:
+                    raise ConfigError(f"{variable}: {exc}") from None
+                values[setting.name] = (f"env {variable}", value)
+                break
+    return values, warnings
+
+
+def _read(
+    read_text: Callable[[str], str], path: str, source: str, shown: str, *, missing_ok: bool = False
+) -> str | None:
+    """The file's text; None if it is missing and ``missing_ok``; else a ConfigError."""
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        reason = "no such file"
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 ({exc.reason})"
+    except OSError as exc:
+        reason = str(exc.strerror or exc)
+    raise ConfigError(f"{source}: cannot read {shown!r}: {reason}")
+
+
+def _parse_toml(text: str, shown: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{shown}: invalid TOML: {exc}") from None
+
+
+def _read_config_file(path: str, source: str, read_text: Callable[[str], str], cwd: str) -> _Values:
+    text = _read(read_text, os.path.join(cwd, path), source, path)
+    assert text is not None
+    return _settings_from_table(_parse_toml(text, path), text, path, ())
+
+
+def _read_pyproject(read_text: Callable[[str], str], cwd: str) -> _Values:
+    shown = "pyproject.toml"
+    text = _read(read_text, os.path.join(cwd, shown), shown, shown, missing_ok=True)
+    if text is None:
+        return {}
+    tool = _parse_toml(text, shown).get("tool", {})
+    table = tool.get("portico") if isinstance(tool, dict) else None
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{shown}: tool.portico must be a table")
+    return _settings_from_table(table, text, shown, ("tool", "portico"))
+
+
+def _settings_from_table(
+    table: dict[str, Any], text: str, shown: str, header: tuple[str, ...]
+) -> _Values:
+    values: _Values = {}
+    for key, raw in table.items():
+        line = _line_of(text, key, header)
+        where = f"{shown}:{line}" if line else shown
+        name = key.replace("-", "_")
+        setting: Setting | None = _FILE_KEYS.get(name)
+        if setting is None:
+            if name == "config_file":
+                raise ConfigError(
+                    f"{where}: {key} cannot be set in a config file; use --config or PORTICO_CONFIG"
+                )
+            spelled = sorted(k.replace("_", "-") if "-" in key else k for k in _FILE_KEYS)
+            raise ConfigError(
+                f"{where}: unknown setting {key!r}" + _suggest(key, spelled, quote=True)
+            )
+        if name in values:
+            raise ConfigError(f"{where}: {key} is set twice (as {name} and with dashes)")
+        try:
+            value = setting.kind.convert(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key}: {exc}") from None
+        values[name] = (f"file {where}", value)
+    return values
+
+
+_HEADER = re.compile(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?")
+
+
+def _header_parts(inner: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in inner.split("."))
+
+
+def _line_of(text: str, key: str, header: tuple[str, ...]) -> int | None:
+    """The 1-based line where ``key`` is assigned under table ``header``, if it can be found.
+
+    tomllib reports no positions, so the text is scanned: good enough for the plain
+    ``key = value`` lines of a settings table, and ``None`` (no line number) otherwise.
+    """
+    quoted = re.escape(key)
+    assignment = re.compile(rf"\s*(?:{quoted}|\"{quoted}\"|'{quoted}')\s*=")
+    current: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _HEADER.fullmatch(line)
+        if line.lstrip().startswith("[["):
+            current = ("[[array of tables]]",)
+        elif match:
+            current = _header_parts(match.group(1))
+            if current[: len(header) + 1] == (*header, key):
+                return number  # the key is a table of its own: [key] or [key.sub]
+        elif current == header and assignment.match(line):
+            return number
+    return None

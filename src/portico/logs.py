@@ -1,0 +1,145 @@
+"""Observability: the error log, the access log, and making client text safe to log.
+
+This is a small interface the layers call, not a logger subclass. Two stdlib loggers carry the
+output — ``portico.error`` and ``portico.access`` — so an embedding program can route them like any
+other. A disabled access log costs the caller one attribute check::
+
+    if access.enabled:
+        access.log(...)
+
+Everything a client chose (target, method, header values) goes through ``escape()`` first: a
+request line carrying ``\\n`` or ``"`` must not be able to forge a log line or a field.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+
+__all__ = ["ACCESS_LOGGER", "ERROR_LOGGER", "AccessLog", "configure", "error_log", "escape"]
+
+ERROR_LOGGER = "portico.error"
+ACCESS_LOGGER = "portico.access"
+
+#: The error log; the layers log through it (``logs.error_log.warning(...)``).
+error_log = logging.getLogger(ERROR_LOGGER)
+
+_LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
+_installed: list[tuple[logging.Logger, logging.Handler]] = []
+
+
+def configure(level: str, access_log: bool) -> None:
+    """Send ``portico.error`` (at ``level``) and, if enabled, ``portico.access`` to stderr.
+
+    Calling it again replaces what the previous call installed.
+    """
+    for logger, handler in _installed:
+        logger.removeHandler(handler)
+    _installed.clear()
+    error_handler = logging.StreamHandler(sys.stderr)
+    error_handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s [%(process)d] %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"
+        )
+    )
+    error_log.setLevel(_LEVELS[level])
+    error_log.addHandler(error_handler)
+    error_log.propagate = False
+    _installed.append((error_log, error_handler))
+
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
+    access.propagate = False
+    if access_log:
+        access_handler = logging.StreamHandler(sys.stderr)
+        access_handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(access_handler)
+        _installed.append((access, access_handler))
+
+
+# Printable ASCII except backslash (the escape character) and the double quote (which delimits
+# fields of the access log line).
+_UNSAFE_BYTES = re.compile(rb"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+_BYTE_TEXT = [
+    chr(b) if 0x20 <= b <= 0x7E and b not in b'\\"' else f"\\x{b:02x}" for b in range(256)
+]
+
+
+def _escape_char(char: str) -> str:
+    if char.isprintable() and char not in '\\"':
+        return char
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def escape(value: str | bytes, limit: int = 200) -> str:
+    """``value`` made safe for one log line.
+
+    Non-printable characters, backslashes and double quotes become ``\\xNN`` escapes (``\\uNNNN``
+    beyond latin-1); bytes outside printable ASCII are escaped byte by byte. At most ``limit``
+    characters (or bytes) of the input are kept; a longer value ends with "…".
+    """
+    truncated = len(value) > limit
+    if truncated:
+        value = value[:limit]
+    if isinstance(value, bytes):
+        if _UNSAFE_BYTES.search(value) is None:
+            text = value.decode("ascii")
+        else:
+            text = "".join([_BYTE_TEXT[b] for b in value])
+    elif value.isprintable() and "\\" not in value and '"' not in value:
+        text = value
+    else:
+        text = "".join([_escape_char(char) for char in value])
+    return text + "…" if truncated else text
+
+
+class AccessLog:
+    """One line per response on ``portico.access``, in a common-log-like format::
+
+        127.0.0.1:51234 - - [23/Nov/2025:12:14:00 +0000] "GET /path?q=1 HTTP/1.1" 200 1234 0.000512
+
+    The last field is the time from the request head to the last byte, in seconds.
+    """
+
+    __slots__ = ("_logger", "enabled")
+
+    def __init__(self, enabled: bool, logger: logging.Logger | None = None) -> None:
+        self.enabled = enabled
+        self._logger = logger if logger is not None else logging.getLogger(ACCESS_LOGGER)
+
+    def log(  # noqa: PLR0917 -- one positional call per response, on the hot path
+        self,
+        client: str,
+        method: bytes,
+        target: bytes,
+        version: str,
+        status: int,
+        size: int,
+        duration_s: float,
+    ) -> None:
+        """Write the line for one response (callers check ``enabled`` first)."""
+        if not self.enabled:
+            return
+        self._logger.info(
+            '%s - - [%s] "%s %s HTTP/%s" %d %d %.6f',
+            escape(client),
+            time.strftime("%d/%b/%Y:%H:%M:%S %z"),
+            escape(method, 32),
+            escape(target, 2048),
+            escape(version, 8),
+            status,
+            size,
+            duration_s,
+        )

@@ -1,0 +1,230 @@
+"""Every limit and timeout crossed against a real server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import httpx
+
+from tests.conftest import ServerFactory
+
+
+def status_of(raw: bytes) -> int:
+    assert raw.startswith(b"HTTP/1.1 "), raw[:200]
+    return int(raw[9:12])
+
+
+def test_request_line_limit_gives_414(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:echo", "--max-request-line", "100")
+    ok = server.raw(b"GET /" + b"a" * 90 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status_of(ok) == 200
+    raw = server.raw(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(raw) == 414
+    assert b"connection: close" in raw
+
+
+def test_header_count_limit_gives_431(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:echo", "--max-header-count", "10")
+    headers = b"".join(b"X-%d: v\r\n" % i for i in range(20))
+    raw = server.raw(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    assert status_of(raw) == 431
+
+
+def test_header_bytes_limit_gives_431(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:echo", "--max-header-bytes", "1000")
+    raw = server.raw(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 2000 + b"\r\n\r\n")
+    assert status_of(raw) == 431
+
+
+def test_endless_header_line_is_cut_off(serve: ServerFactory) -> None:
+    """A header line that never ends must not grow the worker's buffers without bound."""
+    server = serve("asgi_apps:echo", "--max-header-bytes", "4096")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        answer = b""
+        try:
+            for _ in range(200):
+                sock.sendall(b"v" * 1024)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:
+            answer = b""
+    assert answer == b"" or status_of(answer) == 431
+
+
+def test_body_limit_gives_413_up_front_and_while_streaming(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:upload_size", "--max-body-size", "1000")
+    raw = server.raw(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+    assert status_of(raw) == 413  # from Content-Length, before any body byte was read
+    ok = httpx.post(server.url, content=b"x" * 1000)
+    assert ok.text == "1000 1"
+    chunked = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"200\r\n"
+        + b"y" * 512
+        + b"\r\n"
+    ) * 1
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(chunked)
+        for _ in range(3):
+            sock.sendall(b"200\r\n" + b"y" * 512 + b"\r\n")
+            time.sleep(0.05)
+        data = sock.recv(65536)  # the server lingers after the 413, so our sends did not fail
+    assert status_of(data) == 413
+
+
+def test_slow_head_gets_408(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:echo", "--header-timeout", "1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finishes the head
+        start = time.monotonic()
+        data = sock.recv(65536)
+        elapsed = time.monotonic() - start
+        assert sock.recv(100) == b""  # and the connection is closed
+    assert status_of(data) == 408
+    assert 0.5 < elapsed < 4
+
+
+def test_idle_keep_alive_connection_is_closed(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:echo", "--keepalive-timeout", "1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        start = time.monotonic()
+        assert sock.recv(100) == b""  # closed quietly, no 408 on an idle connection
+        assert 0.5 < time.monotonic() - start < 4
+
+
+def test_connection_limit_gives_503(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:echo", "--max-connections", "2")
+    held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(2)]
+    try:
+        for sock in held:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        raw = server.raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(raw) == 503
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    assert httpx.get(server.url).status_code == 200  # capacity comes back
+
+
+def test_requests_in_flight_limit_gives_503_with_retry_after(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:slow", "--max-in-flight", "1")
+    results: list[int] = []
+    slow = threading.Thread(
+        target=lambda: results.append(httpx.get(server.url + "/?1.5", timeout=10).status_code)
+    )
+    slow.start()
+    time.sleep(0.5)
+    response = httpx.get(server.url + "/?0", timeout=10)
+    slow.join()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert results == [200]
+    assert server.log.count("too many requests in flight") == 1  # logged once, not per request
+
+
+def test_slow_reader_does_not_grow_memory(serve: ServerFactory) -> None:
+    """The app's send waits while the client does not read: no unbounded write buffer."""
+    server = serve("asgi_apps:big")
+    pid = server.proc.pid
+
+    def rss_kib() -> int:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    before = rss_kib()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /?500000000 HTTP/1.1\r\nHost: x\r\n\r\n")  # 500 MB, never read
+        time.sleep(2)
+        grown = rss_kib() - before
+    assert grown < 20 * 1024, f"worker grew by {grown} KiB for a client that does not read"
+
+
+def test_request_body_backpressure(serve: ServerFactory) -> None:
+    """A large upload streams through the app without piling up in the worker."""
+    server = serve("asgi_apps:upload_size")
+    size = 200 * 1024 * 1024
+
+    def body():  # type: ignore[no-untyped-def]
+        piece = b"z" * (1 << 20)
+        for _ in range(size >> 20):
+            yield piece
+
+    response = httpx.post(server.url, content=body(), timeout=60)
+    total, messages = map(int, response.text.split())
+    assert total == size
+    assert messages > 10  # streamed in pieces, not read whole
+    with open(f"/proc/{server.proc.pid}/status") as status:
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    assert rss < 100 * 1024, f"worker RSS {rss} KiB after a 200 MiB upload"
+
+
+def test_graceful_shutdown_lets_the_request_finish(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:slow")
+    results: list[httpx.Response] = []
+    client = threading.Thread(
+        target=lambda: results.append(httpx.get(server.url + "/?1.5", timeout=10))
+    )
+    client.start()
+    time.sleep(0.5)
+    server.signal(__import__("signal").SIGTERM)
+    client.join()
+    assert server.wait() == 0
+    assert results[0].status_code == 200
+    assert results[0].text == "slow done"
+    assert results[0].headers["connection"] == "close"
+    assert "Connection refused" not in server.log
+
+
+def test_graceful_timeout_cuts_off_long_requests(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:slow", "--graceful-timeout", "0.5")
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(httpx.get(server.url + "/?30", timeout=10).status_code)
+        except httpx.HTTPError as exc:
+            outcome.append(type(exc).__name__)
+
+    client = threading.Thread(target=call)
+    client.start()
+    time.sleep(0.5)
+    start = time.monotonic()
+    server.signal(__import__("signal").SIGTERM)
+    assert server.wait() == 0
+    assert time.monotonic() - start < 5
+    client.join()
+    assert outcome and outcome[0] != 200
+    assert "graceful timeout" in server.log
+
+
+def test_idle_connections_do_not_delay_shutdown(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:echo")
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]
+    try:
+        start = time.monotonic()
+        server.signal(__import__("signal").SIGTERM)
+        assert server.wait() == 0
+        assert time.monotonic() - start < 3
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_backlog_setting_is_accepted(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:echo", "--backlog", "16")
+    assert httpx.get(server.url).status_code == 200
+    assert os.path.exists(f"/proc/{server.proc.pid}")
