@@ -61,7 +61,6 @@ _valid_host = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?"
 ).fullmatch
 _absolute_form = re.compile(rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)", re.DOTALL).fullmatch
-_method_like = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ").match
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
@@ -103,8 +102,39 @@ _R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER = (
 _R_WATCHED = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
 
 _methods: dict[bytes, str] = {}
-# Response fields already found valid; bounded, cleared when full.
-_checked_fields: set[tuple[bytes, bytes]] = set()
+
+
+def _method_name(raw: bytes) -> str:
+    method = raw.decode("ascii")
+    if len(_methods) < 64:  # llhttp only accepts its known methods, but stay bounded anyway
+        _methods[raw] = method
+    return method
+
+
+def _other_target_form(url: bytes, method: str) -> tuple[bytes, bytes, str | None]:
+    """Split a request-target that is not origin-form (RFC 9112 §3.2.2-3.2.4)."""
+    if url == b"*":
+        if method != "OPTIONS":
+            raise BadRequest("asterisk-form is only allowed with OPTIONS")
+        return url, b"", None
+    match = _absolute_form(url) if method != "CONNECT" else None
+    if match is None:
+        if method == "CONNECT":
+            raise NotImplementedByServer("CONNECT is not supported")
+        raise BadRequest("request-target does not fit the method")
+    scheme = match.group(1).decode("ascii").lower()
+    if scheme not in ("http", "https"):
+        raise BadRequest("unsupported scheme in request-target")
+    rest = match.group(3) or b"/"
+    if rest[:1] != b"/":
+        rest = b"/" + rest
+    path, _, query = rest.partition(b"?")
+    return path, query, scheme
+
+
+# Response fields already found valid, with their lower-cased names: apps send the same fields
+# over and over, so each is checked once. Bounded; cleared when full.
+_checked_fields: dict[tuple[bytes, bytes], bytes] = {}
 
 
 class _Exchange:
@@ -114,7 +144,7 @@ class _Exchange:
     """
 
     continue_sent = False
-    body_complete = False
+    body_complete = True
     response_started = False
     response_done = False
     chunked = False
@@ -146,7 +176,12 @@ class H1Connection:
     """
 
     def __init__(self, limits: H1Limits | None = None) -> None:
-        self.limits = limits or H1Limits()
+        self.limits = limits = limits or H1Limits()
+        # read on every request: plain attributes instead of self.limits.x
+        self._max_request_line = limits.max_request_line
+        self._max_header_count = limits.max_header_count
+        self._max_header_bytes = limits.max_header_bytes
+        self._max_body_size = limits.max_body_size
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[Event] = []
         self._exchanges: deque[_Exchange] = deque()
@@ -172,6 +207,7 @@ class H1Connection:
         self._upgrade: bytes | None = None
         self._trailers: Headers | None = None
         self._body_size = 0
+        self._has_body = False
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the client; return the events they complete (possibly none)."""
@@ -193,11 +229,14 @@ class H1Connection:
             else:  # a bug of ours; still never guess the framing
                 self._fail(400, "malformed request")
         except httptools.HttpParserInvalidMethodError:
-            # RFC 9110 §9.1: a well-formed but unknown method is 501; garbage is 400.
-            status = 501 if not self._in_head and _method_like(data) else 400
-            self._fail(status, "unknown request method" if status == 501 else "malformed request")
+            # RFC 9110 §9.1: a method the server does not know is 501. llhttp stops at the
+            # first byte no known method starts with, before the token ends, so telling an
+            # unknown token from garbage would depend on how the bytes were split: 501 always.
+            self._fail(501, "unknown request method")
         except httptools.HttpParserError as exc:
-            self._fail(400, _parser_detail(exc))
+            detail = _parser_detail(exc)
+            # llhttp refuses versions it cannot parse as 1.x/0.9/2.0 itself (RFC 9110 §15.6.6)
+            self._fail(505 if detail == "Invalid HTTP version" else 400, detail)
         else:
             if self._in_head:
                 # llhttp holds a partial header line in its own buffer until the line ends, so a
@@ -229,7 +268,10 @@ class H1Connection:
         # Input stops here; the requests parsed before the error are still answered in order,
         # and the error response (which closes the connection) comes after them.
         self._failed = True
-        self._events.append(StreamError(self._stream_id, status, detail))
+        # a head error belongs to the request being parsed, a body error to the last one
+        in_body = self._has_body and not self._in_head
+        stream_id = self._stream_id if in_body else self._stream_id + 1
+        self._events.append(StreamError(stream_id, status, detail))
 
     def _fail_quietly(self) -> None:
         self._failed = True
@@ -264,7 +306,7 @@ class H1Connection:
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > self.limits.max_request_line:
+        if len(self._url) > self._max_request_line:
             raise URITooLong("request-target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -272,24 +314,30 @@ class H1Connection:
         # limits are checked when the head (or trailer section) is complete; until then the
         # raw-byte count in receive_data bounds what a head can hold.
         name = name.lower()
+        if name in _WATCHED and self._trailers is None:
+            self._watch_header(name, value)  # sees the raw value: framing checks need it
         # llhttp drops leading whitespace; trailing OWS is not part of the value (RFC 9110 §5.5)
         value = value.rstrip(b" \t")
         self._header_bytes += len(name) + len(value)
-        if name in _WATCHED and self._trailers is None:
-            self._watch_header(name, value)
         self._headers.append((name, value))
 
     def _watch_header(self, name: bytes, value: bytes) -> None:
         if name == _HOST:
             self._host_count += 1
-            self._host = value
+            self._host = value.rstrip(b" \t")
         elif name == _CL:
-            self._content_length = int(value)  # llhttp already checked digits and duplicates
-            limit = self.limits.max_body_size
+            self._content_length = int(
+                value.rstrip(b" \t")
+            )  # llhttp already checked digits and duplicates
+            limit = self._max_body_size
             if limit and self._content_length > limit:
                 raise ContentTooLarge("request body larger than the limit")
         elif name == _TE:
-            codings = [c.strip().lower() for c in value.split(b",")]
+            if b"\t" in value:
+                # llhttp refuses a tab in Transfer-Encoding only after the head was reported;
+                # refuse it here so no request with unclear framing reaches the app.
+                raise BadRequest("malformed Transfer-Encoding")
+            codings = [c.strip(b" ").lower() for c in value.split(b",")]
             if self._chunked or b"" in codings or codings.count(b"chunked") > 1:
                 raise BadRequest("malformed Transfer-Encoding")
             if codings[-1] != b"chunked":
@@ -300,87 +348,84 @@ class H1Connection:
                 raise NotImplementedByServer("unsupported transfer coding")
             self._chunked = True
         elif name == _EXPECT:
-            if value.lower() != b"100-continue":
+            if value.rstrip(b" \t").lower() != b"100-continue":
                 raise ProtocolError("unsupported expectation", 417)
             self._expect = True
         elif name == _UPGRADE:
-            self._upgrade = value
+            self._upgrade = value.rstrip(b" \t")
 
     def _check_field_limits(self, what: str) -> None:
-        if len(self._headers) > self.limits.max_header_count:
+        if len(self._headers) > self._max_header_count:
             raise HeadersTooLarge(f"too many {what} fields")
-        if self._header_bytes > self.limits.max_header_bytes:
+        if self._header_bytes > self._max_header_bytes:
             raise HeadersTooLarge(f"request {what} fields too large")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         headers = self._headers
-        if len(headers) > self.limits.max_header_count or (
-            self._header_bytes > self.limits.max_header_bytes
-        ):
+        if len(headers) > self._max_header_count or self._header_bytes > self._max_header_bytes:
             self._check_field_limits("header")
         parser = self._parser
         version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
+        if version == "1.1":
+            if self._host_count != 1:
+                raise BadRequest("a request must have exactly one Host header")
+        elif version == "1.0":
+            if self._host_count > 1:
+                raise BadRequest("a request must have at most one Host header")
+            if self._chunked:
+                raise BadRequest("Transfer-Encoding is not allowed in HTTP/1.0")
+        else:
             raise VersionNotSupported("HTTP version not supported")
-        if self._host_count > 1 or (self._host_count == 0 and version == "1.1"):
-            raise BadRequest("a request must have exactly one Host header")
         host = self._host
-        if host and host != self._checked_host:
+        if host != self._checked_host and host:
             if not _valid_host(host):
                 raise BadRequest("invalid Host header")
             self._checked_host = host  # clients repeat their Host: check it once per connection
-        if self._chunked and version == "1.0":
-            raise BadRequest("Transfer-Encoding is not allowed in HTTP/1.0")
         raw_method = parser.get_method()
-        method = _methods.get(raw_method)
-        if method is None:
-            method = raw_method.decode("ascii")
-            if len(_methods) < 64:
-                _methods[raw_method] = method
+        method = _methods.get(raw_method) or _method_name(raw_method)
         url = self._url
         scheme: str | None = None
-        if url[:1] == b"/":
-            path, _, query = url.partition(b"?")
-        elif url == b"*":
-            if method != "OPTIONS":
-                raise BadRequest("asterisk-form is only allowed with OPTIONS")
-            path, query = url, b""
+        if url[:1] == b"/" and method != "CONNECT":
+            if b"?" in url:
+                path, _, query = url.partition(b"?")
+            else:
+                path, query = url, b""
         else:
-            match = _absolute_form(url) if method != "CONNECT" else None
-            if match is None:
-                if method == "CONNECT":
-                    raise NotImplementedByServer("CONNECT is not supported")
-                raise BadRequest("request-target does not fit the method")
-            scheme = match.group(1).decode("ascii").lower()
-            if scheme not in ("http", "https"):
-                raise BadRequest("unsupported scheme in request-target")
-            rest = match.group(3) or b"/"
-            if rest[:1] != b"/":
-                rest = b"/" + rest
-            path, _, query = rest.partition(b"?")
-        # the fragment is never sent on the wire; a client that does gets it dropped (RFC 9112 §3.2)
-        if b"#" in path:
-            path = path.partition(b"#")[0]
-        elif b"#" in query:
-            query = query.partition(b"#")[0]
-        has_body = self._chunked or self._content_length > 0
-        self._stream_id += 1
-        keep_alive = bool(parser.should_keep_alive()) and not self._closing
-        exchange = _Exchange(self._stream_id, version, method == "HEAD", keep_alive, self._expect)
-        exchange.body_complete = not has_body
+            path, query, scheme = _other_target_form(url, method)
+        if b"#" in url:
+            # the fragment is never sent on the wire; a client that does gets it dropped
+            path, query = path.partition(b"#")[0], query.partition(b"#")[0]
+        chunked = self._chunked
+        has_body = chunked or self._content_length > 0
+        if has_body and parser.should_upgrade():
+            # llhttp stops *before* the body of an Upgrade request (it reports the message
+            # complete first), so what follows the head would be parsed as the next request:
+            # a smuggling vector. With no protocol to switch to, refuse instead of guessing.
+            raise BadRequest("request body with Upgrade is not supported")
+        self._stream_id = stream_id = self._stream_id + 1
+        exchange = _Exchange(
+            stream_id,
+            version,
+            method == "HEAD",
+            not self._closing and parser.should_keep_alive(),
+            self._expect,
+        )
         self._exchanges.append(exchange)
+        if has_body:
+            exchange.body_complete = False
+            self._has_body = True
         # tuple.__new__ skips NamedTuple's Python-level __new__ (a measurable cost per request)
         self._events.append(
             _new_tuple(
                 Request,
                 (
-                    self._stream_id,
+                    stream_id,
                     method,
                     path,
                     query,
                     version,
-                    self._headers,
+                    headers,
                     has_body,
                     self._expect and has_body,
                     self._upgrade,
@@ -388,13 +433,13 @@ class H1Connection:
                 ),
             )
         )
-        if self._chunked:
+        if chunked:
             # fields after the body are the trailer section; collect them apart (RFC 9112 §7.1.2)
             self._trailers = self._headers = []
             self._header_bytes = 0
 
     def on_body(self, body: bytes) -> None:
-        limit = self.limits.max_body_size
+        limit = self._max_body_size
         if limit:
             self._body_size += len(body)
             if self._body_size > limit:
@@ -402,11 +447,13 @@ class H1Connection:
         self._events.append(_new_tuple(Body, (self._stream_id, body)))
 
     def on_message_complete(self) -> None:
-        trailers = self._trailers or []
-        if trailers:
-            self._check_field_limits("trailer")
-        self._exchanges[-1].body_complete = True
-        self._events.append(_new_tuple(EndOfBody, (self._stream_id, trailers)))
+        if self._has_body:
+            # a request without a body is complete with its Request event (has_body=False)
+            trailers = self._trailers or []
+            if trailers:
+                self._check_field_limits("trailer")
+            self._exchanges[-1].body_complete = True
+            self._events.append(_new_tuple(EndOfBody, (self._stream_id, trailers)))
         self._reset_message()
 
     # ------------------------------------------------------------------ output
@@ -432,9 +479,12 @@ class H1Connection:
         Sent only when the app starts reading the body (RFC 9110 §10.1.1), so an app that
         rejects a large upload on its headers never makes the client send it.
         """
+        if not self._exchanges:
+            return b""
         exchange = self._exchanges[0]
         if (
             exchange.expect_continue
+            and not exchange.body_complete
             and not exchange.continue_sent
             and not exchange.response_started
         ):
@@ -471,12 +521,12 @@ class H1Connection:
         for field in headers:
             name, value = field
             key = field if type(field) is tuple else (name, value)
-            if key not in checked:
+            lname = checked.get(key)
+            if lname is None:
                 check_response_field(name, value)
                 if len(checked) >= 4096:
                     checked.clear()
-                checked.add(key)
-            lname = name.lower()
+                checked[key] = lname = name.lower()
             if lname in _R_WATCHED:
                 if lname == _R_CL:
                     if content_length is not None or not value.isdigit():
@@ -542,18 +592,20 @@ class H1Connection:
         elif exchange.version == "1.0":
             out.append(_CONNECTION_KEEP_ALIVE)
         out.append(b"\r\n")
-        head = b"".join(out)
         if no_body:
             if end:
                 self._finish(exchange)
-            return [head]
-        chunks = self._frame(exchange, body, end)
-        if not chunks:
-            return [head]
-        if len(chunks) == 1 and len(chunks[0]) <= _COALESCE_LIMIT:
-            return [head + chunks[0]]
-        chunks.insert(0, head)
-        return chunks
+            return [b"".join(out)]
+        if not exchange.chunked and len(body) <= _COALESCE_LIMIT:
+            # the common case: head and a small body in one buffer, one write
+            if exchange.remaining is not None:
+                exchange.remaining -= len(body)
+            if end:
+                self._check_complete(exchange)
+                self._finish(exchange)
+            out.append(body)
+            return [b"".join(out)]
+        return [b"".join(out), *self._frame(exchange, body, end)]
 
     def response_body(self, data: bytes, *, end: bool = False) -> list[bytes]:
         """Serialize a piece of the body of the current response."""
