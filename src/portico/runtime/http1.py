@@ -51,6 +51,7 @@ class H1Stream:
     _started = False
     _complete = False
     _eof = False
+    task: asyncio.Task[None] | None = None
     _trailers: Headers = []  # noqa: RUF012 - never mutated, replaced by feed_end
 
     def __init__(self, conn: H1Driver, request: Request) -> None:
@@ -207,7 +208,7 @@ class H1Stream:
         self.conn.abort()
 
     def app_finished(self) -> None:
-        self.conn.server.app_finished()
+        self.conn.server.app_finished(self)
 
     def _finish(self) -> None:
         self._complete = True

@@ -51,6 +51,7 @@ class Server:
         self.closing = False
         self.now = loop.time()
         self._listeners: list[asyncio.base_events.Server] = []
+        self._create_task = loop.create_task
         self._ticker: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
         self._warned: dict[str, float] = {}
@@ -61,16 +62,16 @@ class Server:
     def dispatch(self, stream: H1Stream) -> None:
         """Hand a request to the app in a task of its own."""
         cycle = HTTPCycle(stream)
-        task = self.loop.create_task(cycle.run(self.app, http_scope(stream, self)))
+        task = self._create_task(cycle.run(self.app, http_scope(stream, self)))
         # asyncio keeps only weak references to tasks; hold it until the app returns
         self.tasks.add(task)
+        stream.task = task
 
-    def app_finished(self) -> None:
+    def app_finished(self, stream: H1Stream) -> None:
         """Called by the gateway, inside the request's task, when the app has returned."""
         self.in_flight -= 1
-        task = asyncio.current_task(self.loop)
-        if task is not None:
-            self.tasks.discard(task)
+        if stream.task is not None:
+            self.tasks.discard(stream.task)
         if self.closing:
             self._check_drained()
 
