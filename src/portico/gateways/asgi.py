@@ -43,14 +43,29 @@ _DISCONNECT: dict[str, str] = {"type": "http.disconnect"}
 _WAITING, _STARTED, _STREAMING, _TRAILERS, _DONE = range(5)
 
 
+# Server-provided, read-only descriptions: shared by every scope instead of three new dicts per
+# request. (``state`` is not shared: frameworks write request state into it.)
+_ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
+_EXTENSIONS: dict[str, dict[str, object]] = {
+    "http.response.trailers": {},
+    "http.response.pathsend": {},
+}
+
+_decoded_paths: dict[bytes, str] = {}
+
+
 def decode_path(raw_path: bytes) -> str:
-    """ASGI ``path``: percent-decoding and UTF-8 decoding applied (invalid UTF-8 replaced)."""
-    if b"%" not in raw_path:
-        try:
-            return raw_path.decode("ascii")
-        except UnicodeDecodeError:  # pragma: no cover - llhttp rejects raw non-ASCII targets
-            return raw_path.decode("utf-8", "replace")
-    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    """ASGI ``path``: percent-decoding and UTF-8 decoding applied (invalid UTF-8 replaced).
+
+    Clients ask for the same few paths over and over, so decoded paths are remembered (bounded).
+    """
+    path = _decoded_paths.get(raw_path)
+    if path is None:
+        path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        if len(_decoded_paths) >= 2048:
+            _decoded_paths.clear()
+        _decoded_paths[raw_path] = path
+    return path
 
 
 def http_scope(stream: Stream, context: ServerContext) -> Scope:
@@ -65,7 +80,7 @@ def http_scope(stream: Stream, context: ServerContext) -> Scope:
         path = root_path + path
     return {
         "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "asgi": _ASGI_VERSION,
         "http_version": request.http_version,
         "method": request.method,
         "scheme": request.scheme or stream.scheme,
@@ -77,7 +92,7 @@ def http_scope(stream: Stream, context: ServerContext) -> Scope:
         "client": stream.client,
         "server": stream.server,
         "state": context.state.copy() if context.state else {},
-        "extensions": {"http.response.trailers": {}, "http.response.pathsend": {}},
+        "extensions": _EXTENSIONS,
     }
 
 

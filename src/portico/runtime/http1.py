@@ -52,7 +52,6 @@ class H1Stream:
     _complete = False
     _eof = False
     task: asyncio.Task[None] | None = None
-    _trailers: Headers = []  # noqa: RUF012 - never mutated, replaced by feed_end
 
     def __init__(self, conn: H1Driver, request: Request) -> None:
         self.conn = conn
@@ -61,6 +60,7 @@ class H1Stream:
         self.server = conn.sockname
         self.scheme = conn.scheme
         self._chunks: list[bytes] = []
+        self._trailers: Headers = []
         self._body_done = not request.has_body
 
     # --- fed by the driver ---------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -70,6 +71,15 @@ async def _serve(config: Config, loaded: LoadedApp, sockets: list[socket.socket]
     await lifespan.startup()
     server = Server(config, loaded.app, loop, lifespan.state)
     await server.start(sockets)
+    # Everything allocated so far (the app, its imports, our modules) lives for the whole
+    # process: move it out of the collector's sight so collections triggered by per-request
+    # garbage do not keep rescanning it (the practice Instagram described for Django workers).
+    gc.collect()
+    gc.freeze()
+    # Per-request objects die by reference counting, not by the cycle collector; collecting
+    # gen 0 every 700 allocations mostly rescans live connection state. A larger first threshold
+    # cuts that work while still bounding cyclic garbage.
+    gc.set_threshold(20_000, 20, 20)
     for sock in sockets:
         log.info("Portico serving %s on %s", loaded.name, describe(sock))
     stop = loop.create_future()
