@@ -131,6 +131,13 @@ def test_docs_settings_md_is_fresh() -> None:
     )
 
 
+def test_readme_settings_section_is_fresh() -> None:
+    from portico.config.docs import embed
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme == embed(readme), "README settings section is stale: run scripts/gen-docs"
+
+
 def test_docs_mention_every_setting_flag_and_env() -> None:
     text = render_markdown()
     for setting in SETTINGS:

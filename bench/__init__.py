@@ -1,0 +1,1 @@
+"""Portico's benchmark harness (see bench/README.md); a package so ``bench.apps`` imports."""
