@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portico.config import SETTINGS, Config, Resolved, render_markdown, resolve
+from portico.config.docs import embed
 from portico.config.kinds import integer, validate_bind
 from portico.config.sources import _line_of
 from portico.errors import ConfigError
@@ -132,8 +133,6 @@ def test_docs_settings_md_is_fresh() -> None:
 
 
 def test_readme_settings_section_is_fresh() -> None:
-    from portico.config.docs import embed
-
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme == embed(readme), "README settings section is stale: run scripts/gen-docs"
 
