@@ -64,6 +64,7 @@ EXPECTED_FIELDS = {
     "log_level": "info",
     "access_log": False,
     "workers": 1,
+    "threads": 8,
     "root_path": "",
     "server_header": True,
     "date_header": True,

@@ -15,6 +15,7 @@ from portico.runtime.http1 import H1Driver, H1Stream
 
 if TYPE_CHECKING:
     from portico.config import Config
+    from portico.runtime.wsgi_pool import WSGIPool
 
 log = logging.getLogger("portico.error")
 
@@ -30,9 +31,12 @@ class Server:
         app: ASGIApp,
         loop: asyncio.AbstractEventLoop,
         state: dict[str, Any] | None = None,
+        wsgi: WSGIPool | None = None,
     ) -> None:
         self.config = config
         self.app = app
+        #: set when the app is a WSGI app: requests go to its thread pool instead of a task
+        self.wsgi = wsgi
         self.loop = loop
         self.state: dict[str, Any] = state if state is not None else {}
         self.root_path = config.root_path
@@ -60,7 +64,11 @@ class Server:
     # --- hot path -----------------------------------------------------------------
 
     def dispatch(self, stream: H1Stream) -> None:
-        """Hand a request to the app in a task of its own."""
+        """Hand a request to the app in a task of its own (a WSGI app: to its thread pool)."""
+        wsgi = self.wsgi
+        if wsgi is not None:
+            wsgi.dispatch(stream)
+            return
         cycle = HTTPCycle(stream)
         task = self._create_task(cycle.run(self.app, http_scope(stream, self)))
         # asyncio keeps only weak references to tasks; hold it until the app returns
@@ -111,7 +119,13 @@ class Server:
 
     def _check_drained(self) -> None:
         drained = self._drained
-        if drained is not None and not drained.done() and not self.connections and not self.tasks:
+        if (
+            drained is not None
+            and not drained.done()
+            and not self.connections
+            and not self.tasks
+            and not self.in_flight  # a WSGI app may still run after its client left
+        ):
             drained.set_result(None)
 
     async def shutdown(self, timeout: float) -> None:

@@ -22,6 +22,7 @@ from portico.gateways.lifespan import Lifespan
 from portico.gateways.loader import LoadedApp, load_app
 from portico.runtime.binds import create_socket, describe
 from portico.runtime.server import Server
+from portico.runtime.wsgi_pool import WSGIPool
 
 if TYPE_CHECKING:
     from portico.config import Config
@@ -53,23 +54,40 @@ def serve(config: Config) -> int:
     loaded = load_app(
         config.app, app_dir=config.app_dir, factory=config.factory, interface=config.interface
     )
-    if loaded.interface == "wsgi":
-        raise StartupError(
-            f"{loaded.name} is a WSGI app; this build serves ASGI apps only "
-            "(use an ASGI adapter such as a2wsgi, or --interface asgi3 if detection is wrong)"
-        )
     sockets = [create_socket(spec, config.backlog) for spec in config.bind]
     factory = _loop_factory(config.loop)
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_serve(config, loaded, sockets))
+    pool = None
+    if loaded.interface == "wsgi":
+        pool = WSGIPool(
+            loaded.app,
+            config.threads,
+            root_path=config.root_path,
+            multiprocess=config.workers > 1,
+        )
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            code = runner.run(_serve(config, loaded, sockets, pool))
+    finally:
+        busy = 0 if pool is None else pool.shutdown()
+    if busy:
+        # Threads cannot be cancelled: past the graceful deadline, a WSGI app still running is
+        # cut off with the process (its threads are daemons; exit without waiting for them).
+        log.warning("%d WSGI request(s) still running at exit; cutting them off", busy)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
-async def _serve(config: Config, loaded: LoadedApp, sockets: list[socket.socket]) -> int:
+async def _serve(
+    config: Config, loaded: LoadedApp, sockets: list[socket.socket], pool: WSGIPool | None
+) -> int:
     loop = asyncio.get_running_loop()
     unix_paths = [sock.getsockname() for sock in sockets if sock.family == socket.AF_UNIX]
-    lifespan = Lifespan(loaded.app, loop, config.lifespan)
+    # Lifespan is an ASGI protocol; a WSGI app has none.
+    lifespan = Lifespan(loaded.app, loop, "off" if pool is not None else config.lifespan)
     await lifespan.startup()
-    server = Server(config, loaded.app, loop, lifespan.state)
+    server = Server(config, loaded.app, loop, lifespan.state, wsgi=pool)
     await server.start(sockets)
     # Everything allocated so far (the app, its imports, our modules) lives for the whole
     # process: move it out of the collector's sight so collections triggered by per-request

@@ -1,0 +1,85 @@
+"""A one-file Django project served by the end-to-end tests (``portico django_app:application``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import django
+from django.conf import settings
+from django.core.wsgi import get_wsgi_application
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="portico-tests-only",
+    ROOT_URLCONF=__name__,
+    ALLOWED_HOSTS=["*"],
+    MIDDLEWARE=["django.middleware.common.CommonMiddleware"],
+    USE_TZ=True,
+    DATA_UPLOAD_MAX_MEMORY_SIZE=None,
+)
+django.setup()
+
+
+def hello(request: HttpRequest, name: str) -> JsonResponse:
+    return JsonResponse(
+        {
+            "name": name,
+            "path": request.path,
+            "path_info": request.path_info,
+            "host": request.get_host(),
+            "absolute": request.build_absolute_uri(),
+            "query": request.GET.dict(),
+            "cookies": request.COOKIES,
+        }
+    )
+
+
+@csrf_exempt
+def upload(request: HttpRequest) -> JsonResponse:
+    upload = request.FILES["file"]
+    return JsonResponse(
+        {"field": request.POST["field"], "filename": upload.name, "size": upload.size}
+    )
+
+
+@csrf_exempt
+def body(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(b"%d" % len(request.body), content_type="text/plain")
+
+
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    def pieces() -> Iterator[bytes]:
+        for i in range(int(request.GET.get("n", "3"))):
+            yield b"piece %d\n" % i
+
+    return StreamingHttpResponse(pieces(), content_type="text/plain")
+
+
+def file(request: HttpRequest) -> FileResponse:
+    return FileResponse(open(os.environ["PORTICO_TEST_FILE"], "rb"))
+
+
+def fail(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("django view failed")
+
+
+urlpatterns = [
+    path("hello/<str:name>", hello),
+    path("upload", upload),
+    path("body", body),
+    path("stream", stream),
+    path("file", file),
+    path("fail", fail),
+]
+
+application = get_wsgi_application()

@@ -1,0 +1,89 @@
+"""Flask and Django served by a real ``portico`` process: the frameworks WSGI exists for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ServerFactory
+
+pytest.importorskip("flask")
+pytest.importorskip("django")
+
+FILE_DATA = bytes(range(256)) * 8192  # 2 MiB
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    target = tmp_path / "data.bin"
+    target.write_bytes(FILE_DATA)
+    return target
+
+
+def test_flask(serve: ServerFactory, data_file: Path) -> None:
+    server = serve(
+        "flask_app:app", "--root-path", "/app", env={"PORTICO_TEST_FILE": str(data_file)}
+    )
+    with httpx.Client(base_url=server.url) as client:
+        hello = client.get("/app/hello/caf%C3%A9", headers={"User-Agent": "probe"}).json()
+        assert hello == {
+            "name": "café",
+            "url": f"http://127.0.0.1:{server.port}/app/hello/caf%C3%A9",
+            "remote": "127.0.0.1",
+            "agent": "probe",
+        }
+        uploaded = client.post(
+            "/app/upload",
+            data={"field": "value"},
+            files={"file": ("a.bin", b"\x00\x01" * 300_000)},
+        ).json()
+        assert uploaded == {"field": "value", "filename": "a.bin", "size": 600_000}
+        assert client.post("/app/json", json={"a": [1, 2]}).json() == {"got": {"a": [1, 2]}}
+        streamed = client.get("/app/stream", params={"n": "100"})
+        assert streamed.text == "".join(f"piece {i}\n" for i in range(100))
+        assert streamed.headers["transfer-encoding"] == "chunked"
+        downloaded = client.get("/app/file")
+        assert downloaded.content == FILE_DATA
+        assert downloaded.headers["content-length"] == str(len(FILE_DATA))
+        assert client.head("/app/file").content == b""
+        assert client.get("/app/fail").status_code == 500
+        assert client.get("/app/missing").status_code == 404
+    assert server.wait_for_log("flask view failed")
+
+
+def test_django(serve: ServerFactory, data_file: Path) -> None:
+    server = serve(
+        "django_app:application", "--root-path", "/dj", env={"PORTICO_TEST_FILE": str(data_file)}
+    )
+    with httpx.Client(base_url=server.url) as client:
+        hello = client.get(
+            "/dj/hello/caf%C3%A9?x=1&y=%C3%A9",
+            headers={"Host": "example.com:8080", "Cookie": "a=1; b=2"},
+        ).json()
+        assert hello == {
+            "name": "café",
+            "path": "/dj/hello/café",
+            "path_info": "/hello/café",
+            "host": "example.com:8080",
+            "absolute": "http://example.com:8080/dj/hello/caf%C3%A9?x=1&y=%C3%A9",
+            "query": {"x": "1", "y": "é"},
+            "cookies": {"a": "1", "b": "2"},
+        }
+        uploaded = client.post(
+            "/dj/upload",
+            data={"field": "value"},
+            files={"file": ("a.bin", b"\x00\x01" * 300_000)},
+        ).json()
+        assert uploaded == {"field": "value", "filename": "a.bin", "size": 600_000}
+
+        # (Django reads CONTENT_LENGTH bytes and ignores wsgi.input_terminated: a chunked
+        # upload reaches a Django view as an empty body, under any server)
+        assert client.post("/dj/body", content=b"x" * 1_000_000).text == "1000000"
+        streamed = client.get("/dj/stream", params={"n": "50"})
+        assert streamed.text == "".join(f"piece {i}\n" for i in range(50))
+        downloaded = client.get("/dj/file")
+        assert downloaded.content == FILE_DATA
+        assert client.get("/dj/fail").status_code == 500
+        assert client.get("/dj/missing").status_code == 404
