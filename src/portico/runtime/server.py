@@ -62,7 +62,9 @@ class Server:
     def dispatch(self, stream: H1Stream) -> None:
         """Hand a request to the app in a task of its own."""
         cycle = HTTPCycle(stream)
-        task = self._create_task(cycle.run(self.app, http_scope(stream, self)))
+        task = self._create_task(
+            cycle.run(self.app, http_scope(stream, self.root_path, self.state))
+        )
         # asyncio keeps only weak references to tasks; hold it until the app returns
         self.tasks.add(task)
         stream.task = task
