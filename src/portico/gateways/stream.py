@@ -9,12 +9,11 @@ so the common case (the socket buffer has room, the body is already here) costs 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, Protocol
 
 from portico.errors import ClientDisconnected
 from portico.protocols.events import Headers, Request
 
-__all__ = ["ClientDisconnected", "ServerContext", "Stream"]
+__all__ = ["ClientDisconnected", "Stream"]
 
 
 class Stream:
@@ -84,9 +83,3 @@ class Stream:
     def app_finished(self) -> None:
         """The app's callable returned or raised; the runtime may recycle the exchange."""
         raise NotImplementedError
-
-
-#: What every gateway may need from the server for its scopes.
-class ServerContext(Protocol):
-    root_path: str
-    state: dict[str, Any]
