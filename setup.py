@@ -16,6 +16,7 @@ from setuptools import setup
 HOT_PATH = [
     "src/portico/protocols/headers.py",
     "src/portico/protocols/http11.py",
+    "src/portico/gateways/stream.py",
     "src/portico/gateways/asgi.py",
     "src/portico/runtime/http1.py",
     "src/portico/runtime/server.py",

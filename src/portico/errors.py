@@ -15,7 +15,8 @@
     │   ├── HeadersTooLarge     431
     │   ├── NotImplementedByServer 501
     │   └── VersionNotSupported 505
-    └── AppError                the app broke ASGI/WSGI (bad message, bad header, wrong length)
+    ├── AppError                the app broke ASGI/WSGI (bad message, bad header, wrong length)
+    └── ClientDisconnected      (also an OSError) ``send`` after the client went away
 
 Errors carry their consequence (the exit code or the HTTP status), so callers ask the error instead
 of keeping an ``isinstance`` ladder — the idea of h11's ``error_status_hint``.
@@ -27,6 +28,7 @@ __all__ = [
     "AppError",
     "AppLoadError",
     "BadRequest",
+    "ClientDisconnected",
     "ConfigError",
     "ContentTooLarge",
     "HeadersTooLarge",
@@ -122,3 +124,7 @@ class VersionNotSupported(ProtocolError):
 
 class AppError(PorticoError):
     """The application broke its gateway contract (ASGI message order, bad header, wrong length)."""
+
+
+class ClientDisconnected(PorticoError, OSError):
+    """Raised by the app's ``send`` when the client has gone (ASGI spec 2.4: an ``OSError``)."""

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected, ServerContext, Stream
+from portico.gateways.stream import ClientDisconnected, Stream
 from portico.protocols.events import Headers
 from portico.protocols.headers import check_status
 
@@ -68,10 +68,9 @@ def decode_path(raw_path: bytes) -> str:
     return path
 
 
-def http_scope(stream: Stream, context: ServerContext) -> Scope:
+def http_scope(stream: Stream, root_path: str, state: dict[str, Any]) -> Scope:
     """Build the ``http`` scope of one request."""
     request = stream.request
-    root_path = context.root_path
     raw_path = request.raw_path
     path = decode_path(raw_path)
     if root_path and not path.startswith(root_path):
@@ -91,7 +90,7 @@ def http_scope(stream: Stream, context: ServerContext) -> Scope:
         "headers": request.headers,
         "client": stream.client,
         "server": stream.server,
-        "state": context.state.copy() if context.state else {},
+        "state": state.copy() if state else {},
         "extensions": _EXTENSIONS,
     }
 
@@ -140,9 +139,9 @@ class HTTPCycle:
 
     def _fail(self) -> None:
         stream = self.stream
-        if stream.disconnected or stream.response_complete:
+        if stream.disconnected or stream.response_complete():
             return
-        if stream.response_started:
+        if stream.response_started():
             stream.abort()
         else:
             self._state = _DONE

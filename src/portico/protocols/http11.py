@@ -300,11 +300,13 @@ class H1Connection:
 
     # httptools callbacks -------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        self._raw_head_bytes = 0
+    # No on_message_begin: httptools skips callbacks a protocol does not define, and the first
+    # piece of the request-target marks the start of a head just as well, one call cheaper.
 
     def on_url(self, url: bytes) -> None:
+        if not self._in_head:
+            self._in_head = True
+            self._raw_head_bytes = 0
         self._url += url
         if len(self._url) > self._max_request_line:
             raise URITooLong("request-target too long")

@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected
+from portico.gateways.stream import ClientDisconnected, Stream
 from portico.protocols.events import Body, EndOfBody, Event, Headers, Request, StreamError
 from portico.protocols.http11 import H1Connection
 
@@ -36,12 +36,10 @@ WRITE_HIGH_WATER = 256 * 1024
 FILE_CHUNK = 256 * 1024
 
 
-class H1Stream:
+class H1Stream(Stream):
     """One request/response exchange on an HTTP/1.1 connection (implements ``gateways.Stream``)."""
 
     # Defaults live on the class: creating a stream (once per request) sets only what differs.
-    disconnected = False
-    sent_bytes = 0
     status = 0
     buffered = 0
     start_time = 0.0
@@ -124,7 +122,6 @@ class H1Stream:
             self._reader = fut
         return fut
 
-    @property
     def trailers(self) -> Headers:
         return self._trailers
 
@@ -196,11 +193,9 @@ class H1Stream:
         if waiter is not None:
             await waiter
 
-    @property
     def response_started(self) -> bool:
         return self._started
 
-    @property
     def response_complete(self) -> bool:
         return self._complete
 
@@ -383,7 +378,7 @@ class H1Driver(asyncio.Protocol):
             last.body_error = error
             if last is self.current:
                 last.lost()
-                if not last.response_started:
+                if not last.response_started():
                     self._log_protocol_error(error)
                     self._write_error(error)
                     self._linger()

@@ -70,7 +70,9 @@ class Server:
             wsgi.dispatch(stream)
             return
         cycle = HTTPCycle(stream)
-        task = self._create_task(cycle.run(self.app, http_scope(stream, self)))
+        task = self._create_task(
+            cycle.run(self.app, http_scope(stream, self.root_path, self.state))
+        )
         # asyncio keeps only weak references to tasks; hold it until the app returns
         self.tasks.add(task)
         stream.task = task
