@@ -315,10 +315,10 @@ class ThreadStream:
                         h1.write(final, True)
                     except AppError as exc:  # H1Stream.write already closed the connection
                         log.error("%s", exc)
-            elif not h1.disconnected and not h1.response_complete:
+            elif not h1.disconnected and not h1.response_complete():
                 # the gateway always ends or aborts a response; never leave the client hanging
                 log.error("WSGI request ended without a complete response")
-                if h1.response_started:
+                if h1.response_started():
                     h1.abort()
                 else:
                     h1.start(500, list(_ERROR_HEADERS), _ERROR_BODY, True)
