@@ -15,6 +15,8 @@ from setuptools import setup
 
 HOT_PATH = [
     "src/portico/protocols/headers.py",
+    "src/portico/protocols/exchange.py",
+    "src/portico/protocols/request_line.py",
     "src/portico/protocols/http11.py",
     "src/portico/gateways/stream.py",
     "src/portico/gateways/asgi.py",

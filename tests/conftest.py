@@ -104,6 +104,15 @@ class ServerProcess:
         return raw_exchange(self.port, data, timeout=timeout, shutdown=shutdown)
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process in KiB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
 def raw_exchange(port: int, data: bytes, timeout: float = 5.0, shutdown: bool = False) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, rss_kib
 
 
 def status_of(raw: bytes) -> int:
@@ -136,21 +136,12 @@ def test_requests_in_flight_limit_gives_503_with_retry_after(serve: ServerFactor
 def test_slow_reader_does_not_grow_memory(serve: ServerFactory) -> None:
     """The app's send waits while the client does not read: no unbounded write buffer."""
     server = serve("asgi_apps:big")
-    pid = server.proc.pid
-
-    def rss_kib() -> int:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    before = rss_kib()
+    before = rss_kib(server.proc.pid)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(b"GET /?500000000 HTTP/1.1\r\nHost: x\r\n\r\n")  # 500 MB, never read
         time.sleep(2)
-        grown = rss_kib() - before
+        grown = rss_kib(server.proc.pid) - before
     assert grown < 20 * 1024, f"worker grew by {grown} KiB for a client that does not read"
 
 
@@ -168,8 +159,7 @@ def test_request_body_backpressure(serve: ServerFactory) -> None:
     total, messages = map(int, response.text.split())
     assert total == size
     assert messages > 10  # streamed in pieces, not read whole
-    with open(f"/proc/{server.proc.pid}/status") as status:
-        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    rss = rss_kib(server.proc.pid)
     assert rss < 100 * 1024, f"worker RSS {rss} KiB after a 200 MiB upload"
 
 
@@ -239,12 +229,8 @@ def test_idle_keep_alive_connections_cost_a_few_kib(serve: ServerFactory) -> Non
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * count), hard))
     server = serve("asgi_apps:echo")
 
-    def rss_kib() -> int:
-        with open(f"/proc/{server.proc.pid}/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-
     assert httpx.get(server.url).status_code == 200
-    before = rss_kib()
+    before = rss_kib(server.proc.pid)
     held = []
     try:
         for _ in range(count):
@@ -253,7 +239,7 @@ def test_idle_keep_alive_connections_cost_a_few_kib(serve: ServerFactory) -> Non
             held.append(sock)
         for sock in held:
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        per_connection = (rss_kib() - before) / count
+        per_connection = (rss_kib(server.proc.pid) - before) / count
     finally:
         for sock in held:
             sock.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, rss_kib
 
 
 def test_environ_has_every_pep3333_variable(serve: ServerFactory) -> None:
@@ -112,8 +112,7 @@ def test_large_upload_streams_without_growing_memory(serve: ServerFactory) -> No
     total, reads = map(int, response.text.split())
     assert total == size
     assert reads >= size // 65536
-    with open(f"/proc/{server.proc.pid}/status") as status:
-        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    rss = rss_kib(server.proc.pid)
     assert rss < 100 * 1024, f"worker RSS {rss} KiB after a 200 MiB upload"
 
 
@@ -438,20 +437,11 @@ def test_multiprocess_flag_follows_workers(serve: ServerFactory) -> None:
 def test_slow_reader_blocks_the_app_thread_not_memory(serve: ServerFactory) -> None:
     """The app's thread waits while the client does not read: no unbounded write buffer."""
     server = serve("wsgi_apps:big_stream")
-    pid = server.proc.pid
-
-    def rss_kib() -> int:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    before = rss_kib()
+    before = rss_kib(server.proc.pid)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(b"GET /?500000000 HTTP/1.1\r\nHost: x\r\n\r\n")  # 500 MB, never read
         time.sleep(2)
-        grown = rss_kib() - before
+        grown = rss_kib(server.proc.pid) - before
     assert grown < 20 * 1024, f"worker grew by {grown} KiB for a client that does not read"
     assert httpx.get(server.url + "/?100000").content == b"x" * 100_000  # still serving

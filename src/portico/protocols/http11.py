@@ -23,7 +23,6 @@ the oldest unanswered request. The driver bounds buffering by not reading while 
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Final
@@ -41,7 +40,15 @@ from portico.errors import (
     VersionNotSupported,
 )
 from portico.protocols.events import Body, EndOfBody, Event, Headers, Request, StreamError
+from portico.protocols.exchange import Exchange
 from portico.protocols.headers import REASONS, check_response_field
+from portico.protocols.request_line import (
+    method_cache,
+    method_name,
+    other_target_form,
+    parser_detail,
+    valid_host,
+)
 
 __all__ = ["H1Connection", "H1Limits"]
 
@@ -55,12 +62,6 @@ class H1Limits:
     max_header_bytes: int = 65536
     max_body_size: int = 1 << 30  # 0 means unlimited
 
-
-# RFC 9112 §3.2 / RFC 3986 §3.2.2: uri-host [ ":" port ] — an IP literal or a reg-name.
-_valid_host = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?"
-).fullmatch
-_absolute_form = re.compile(rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)", re.DOTALL).fullmatch
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
@@ -101,66 +102,9 @@ _R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER = (
 )
 _R_WATCHED = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
 
-_methods: dict[bytes, str] = {}
-
-
-def _method_name(raw: bytes) -> str:
-    method = raw.decode("ascii")
-    if len(_methods) < 64:  # llhttp only accepts its known methods, but stay bounded anyway
-        _methods[raw] = method
-    return method
-
-
-def _other_target_form(url: bytes, method: str) -> tuple[bytes, bytes, str | None]:
-    """Split a request-target that is not origin-form (RFC 9112 §3.2.2-3.2.4)."""
-    if url == b"*":
-        if method != "OPTIONS":
-            raise BadRequest("asterisk-form is only allowed with OPTIONS")
-        return url, b"", None
-    match = _absolute_form(url) if method != "CONNECT" else None
-    if match is None:
-        if method == "CONNECT":
-            raise NotImplementedByServer("CONNECT is not supported")
-        raise BadRequest("request-target does not fit the method")
-    scheme = match.group(1).decode("ascii").lower()
-    if scheme not in ("http", "https"):
-        raise BadRequest("unsupported scheme in request-target")
-    rest = match.group(3) or b"/"
-    if rest[:1] != b"/":
-        rest = b"/" + rest
-    path, _, query = rest.partition(b"?")
-    return path, query, scheme
-
-
 # Response fields already found valid, with their lower-cased names: apps send the same fields
 # over and over, so each is checked once. Bounded; cleared when full.
 _checked_fields: dict[tuple[bytes, bytes], bytes] = {}
-
-
-class _Exchange:
-    """The state of one request/response pair, oldest first in ``H1Connection._exchanges``.
-
-    Defaults live on the class so that creating one (once per request) sets only what differs.
-    """
-
-    continue_sent = False
-    body_complete = True
-    response_started = False
-    response_done = False
-    chunked = False
-    close_delimited = False
-    suppress_body = False
-    #: bytes still owed by a response that declared Content-Length (None when it did not)
-    remaining: int | None = None
-
-    def __init__(
-        self, stream_id: int, version: str, head: bool, keep_alive: bool, expect: bool
-    ) -> None:
-        self.stream_id = stream_id
-        self.version = version
-        self.head = head
-        self.keep_alive = keep_alive
-        self.expect_continue = expect
 
 
 _new_tuple = tuple.__new__
@@ -184,7 +128,7 @@ class H1Connection:
         self._max_body_size = limits.max_body_size
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[Event] = []
-        self._exchanges: deque[_Exchange] = deque()
+        self._exchanges: deque[Exchange] = deque()
         self._stream_id = 0
         self._failed = False  # an error was reported; input is ignored from now on
         self._closing = False  # the connection ends after the current response
@@ -234,7 +178,7 @@ class H1Connection:
             # unknown token from garbage would depend on how the bytes were split: 501 always.
             self._fail(501, "unknown request method")
         except httptools.HttpParserError as exc:
-            detail = _parser_detail(exc)
+            detail = parser_detail(exc)
             # llhttp refuses versions it cannot parse as 1.x/0.9/2.0 itself (RFC 9110 §15.6.6)
             self._fail(505 if detail == "Invalid HTTP version" else 400, detail)
         else:
@@ -381,11 +325,11 @@ class H1Connection:
             raise VersionNotSupported("HTTP version not supported")
         host = self._host
         if host != self._checked_host and host:
-            if not _valid_host(host):
+            if not valid_host(host):
                 raise BadRequest("invalid Host header")
             self._checked_host = host  # clients repeat their Host: check it once per connection
         raw_method = parser.get_method()
-        method = _methods.get(raw_method) or _method_name(raw_method)
+        method = method_cache.get(raw_method) or method_name(raw_method)
         url = self._url
         scheme: str | None = None
         if url[:1] == b"/" and method != "CONNECT":
@@ -394,7 +338,7 @@ class H1Connection:
             else:
                 path, query = url, b""
         else:
-            path, query, scheme = _other_target_form(url, method)
+            path, query, scheme = other_target_form(url, method)
         if b"#" in url:
             # the fragment is never sent on the wire; a client that does gets it dropped
             path, query = path.partition(b"#")[0], query.partition(b"#")[0]
@@ -406,7 +350,7 @@ class H1Connection:
             # a smuggling vector. With no protocol to switch to, refuse instead of guessing.
             raise BadRequest("request body with Upgrade is not supported")
         self._stream_id = stream_id = self._stream_id + 1
-        exchange = _Exchange(
+        exchange = Exchange(
             stream_id,
             version,
             method == "HEAD",
@@ -636,7 +580,7 @@ class H1Connection:
             return [b"".join(lines)]
         return self.response_body(b"", end=True)
 
-    def _frame(self, exchange: _Exchange, data: bytes, end: bool) -> list[bytes]:
+    def _frame(self, exchange: Exchange, data: bytes, end: bool) -> list[bytes]:
         out: list[bytes] = []
         if data:
             if exchange.remaining is not None:
@@ -659,11 +603,11 @@ class H1Connection:
         return out
 
     @staticmethod
-    def _check_complete(exchange: _Exchange) -> None:
+    def _check_complete(exchange: Exchange) -> None:
         if exchange.remaining:
             raise AppError("response body shorter than its Content-Length")
 
-    def _finish(self, exchange: _Exchange) -> None:
+    def _finish(self, exchange: Exchange) -> None:
         exchange.response_done = True
         self._exchanges.popleft()
         if not exchange.keep_alive:
@@ -702,9 +646,3 @@ class H1Connection:
     @property
     def response_started(self) -> bool:
         return bool(self._exchanges) and self._exchanges[0].response_started
-
-
-def _parser_detail(exc: Exception) -> str:
-    """llhttp's reason, which is its own constant text (it never quotes the input)."""
-    text = str(exc) or "malformed request"
-    return "".join(ch for ch in text if " " <= ch <= "~")[:120]
