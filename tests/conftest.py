@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 APPS = Path(__file__).parent / "apps"
-_LISTENING = re.compile(r"serving \S+ on http://127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(r"serving .+? on http://127\.0\.0\.1:(\d+)")
 
 
 class ServerProcess:

@@ -65,6 +65,7 @@ EXPECTED_FIELDS = {
     "access_log": False,
     "workers": 1,
     "threads": 8,
+    "mount": (),
     "root_path": "",
     "server_header": True,
     "date_header": True,

@@ -185,6 +185,38 @@ def _convert_binds(raw: object) -> tuple[str, ...]:
     return tuple(validate_bind(_convert_str(item)) for item in items)
 
 
+_MOUNT_PREFIX = re.compile(
+    r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@%]+(?:/[A-Za-z0-9\-._~!$&'()*+,;=:@%]+)*)?"
+)
+
+
+def validate_mount(spec: str) -> str:
+    """``PREFIX=APP``: an absolute URL path without a trailing slash (or ``/``) and an app spec."""
+    prefix, sep, app = spec.partition("=")
+    if not sep or not app.strip():
+        raise ValueError(f"{spec!r} is not PREFIX=APP (e.g. /api=myproject.api:app)")
+    if not _MOUNT_PREFIX.fullmatch(prefix):
+        raise ValueError(
+            f"mount prefix {prefix!r} must be a URL path like /api (no trailing slash), or /"
+        )
+    return f"{prefix}={app.strip()}"
+
+
+def _convert_mounts(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items: list[object] = [item for item in _SPLIT.split(raw) if item]
+    elif isinstance(raw, list):
+        items = list(raw)
+    else:
+        raise ValueError(f"expected PREFIX=APP or a list of them, got {_type_name(raw)}")
+    mounts = tuple(validate_mount(_convert_str(item)) for item in items)
+    prefixes = [mount.partition("=")[0] for mount in mounts]
+    duplicates = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+    if duplicates:
+        raise ValueError(f"prefix mounted twice: {', '.join(duplicates)}")
+    return mounts
+
+
 def _convert_action(raw: object) -> bool:
     return _convert_bool(raw)
 
@@ -201,4 +233,5 @@ BINDS: Kind[tuple[str, ...]] = Kind(
     _convert_binds,
     metavar="ADDRESS",
 )
+MOUNTS: Kind[tuple[str, ...]] = Kind("list of `PREFIX=APP`", _convert_mounts, metavar="PREFIX=APP")
 ACTION: Kind[bool] = Kind("command-line action", _convert_action, is_flag=True)

@@ -166,6 +166,17 @@ class Config:
         "it for slow upstream calls; add workers for CPU.",
         flags=("--threads",),
     )
+    mount: tuple[str, ...] = _setting(
+        (),
+        kinds.MOUNTS,
+        "Serve another app under a URL prefix: `PREFIX=APP`, e.g. `/api=myproject.api:app`. "
+        "Repeat to mount several, WSGI and ASGI mixed; the longest matching prefix wins, and the "
+        "positional APP (if given) serves `/`. A WSGI app gets the prefix as `SCRIPT_NAME` and "
+        "the rest as `PATH_INFO`; an ASGI app gets it as `root_path` (with `path` unchanged). "
+        "Requests no app matches get 404.",
+        flags=("--mount",),
+        repeatable=True,
+    )
     root_path: str = _setting(
         "",
         kinds.ROOT_PATH,

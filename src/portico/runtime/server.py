@@ -20,6 +20,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("portico.error")
 
 SERVER_LINE = b"server: portico\r\n"
+_NOT_FOUND_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+class Mount:
+    """One app served under a URL prefix (``--mount``): ASGI (``app``) or WSGI (``wsgi``)."""
+
+    def __init__(
+        self,
+        prefix: str,
+        app: ASGIApp | None,
+        wsgi: Any,
+        root_path: str,
+        state: dict[str, Any],
+    ) -> None:
+        self.prefix = b"" if prefix == "/" else prefix.encode("ascii")
+        # "/api" serves "/api" and "/api/...", never "/apix"
+        self.prefix_dir = self.prefix + b"/"
+        self.app = app
+        self.wsgi = wsgi
+        self.root_path = root_path
+        self.state = state
+
+    def matches(self, path: bytes) -> bool:
+        prefix = self.prefix
+        return not prefix or path == prefix or path.startswith(self.prefix_dir)
 
 
 class Server:
@@ -31,10 +56,14 @@ class Server:
         app: ASGIApp,
         loop: asyncio.AbstractEventLoop,
         state: dict[str, Any] | None = None,
+        *,
         wsgi: WSGIPool | None = None,
+        mounts: list[Mount] | None = None,
     ) -> None:
         self.config = config
         self.app = app
+        #: set with --mount: requests go to the app of the longest matching prefix
+        self.mounts = sorted(mounts, key=lambda m: -len(m.prefix)) if mounts else None
         #: set when the app is a WSGI app: requests go to its thread pool instead of a task
         self.wsgi = wsgi
         self.loop = loop
@@ -65,6 +94,9 @@ class Server:
 
     def dispatch(self, stream: H1Stream) -> None:
         """Hand a request to the app in a task of its own (a WSGI app: to its thread pool)."""
+        if self.mounts is not None:
+            self._dispatch_mounted(stream, self.mounts)
+            return
         wsgi = self.wsgi
         if wsgi is not None:
             wsgi.dispatch(stream)
@@ -76,6 +108,22 @@ class Server:
         # asyncio keeps only weak references to tasks; hold it until the app returns
         self.tasks.add(task)
         stream.task = task
+
+    def _dispatch_mounted(self, stream: H1Stream, mounts: list[Mount]) -> None:
+        path = stream.request.raw_path
+        for mount in mounts:  # longest prefix first
+            if mount.matches(path):
+                if mount.wsgi is not None:
+                    mount.wsgi.dispatch(stream)
+                    return
+                assert mount.app is not None
+                scope = http_scope(stream, mount.root_path, mount.state)
+                task = self._create_task(HTTPCycle(stream).run(mount.app, scope))
+                self.tasks.add(task)
+                stream.task = task
+                return
+        stream.start(404, list(_NOT_FOUND_HEADERS), b"Not Found\n", True)
+        self.app_finished(stream)
 
     def app_finished(self, stream: H1Stream) -> None:
         """Called by the gateway, inside the request's task, when the app has returned."""

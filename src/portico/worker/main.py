@@ -15,13 +15,15 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from portico.errors import EXIT_OK, StartupError
+from portico.errors import EXIT_OK, ConfigError, StartupError
+from portico.gateways.asgi import Receive, Scope, Send
 from portico.gateways.lifespan import Lifespan
 from portico.gateways.loader import LoadedApp, load_app
 from portico.runtime.binds import create_socket, describe
-from portico.runtime.server import Server
+from portico.runtime.server import Mount, Server
 from portico.runtime.wsgi_pool import WSGIPool
 
 if TYPE_CHECKING:
@@ -51,6 +53,8 @@ def serve(config: Config) -> int:
             "--workers %d: the master process is not part of this build; serving with one worker",
             config.workers,
         )
+    if config.mount:
+        return _serve_mounted(config)
     loaded = load_app(
         config.app, app_dir=config.app_dir, factory=config.factory, interface=config.interface
     )
@@ -69,6 +73,10 @@ def serve(config: Config) -> int:
             code = runner.run(_serve(config, loaded, sockets, pool))
     finally:
         busy = 0 if pool is None else pool.shutdown()
+    return _exit(code, busy)
+
+
+def _exit(code: int, busy: int) -> int:
     if busy:
         # Threads cannot be cancelled: past the graceful deadline, a WSGI app still running is
         # cut off with the process (its threads are daemons; exit without waiting for them).
@@ -79,15 +87,110 @@ def serve(config: Config) -> int:
     return code
 
 
+def _serve_mounted(config: Config) -> int:
+    """``--mount``: several apps, WSGI and ASGI mixed, each under its URL prefix."""
+    prefixes = [mount.partition("=")[0] for mount in config.mount]
+    if config.app:
+        prefixes.append("/")
+    twice = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+    if twice:
+        raise ConfigError(f"--mount: prefix mounted twice: {', '.join(twice)}")
+    specs: list[tuple[str, LoadedApp]] = []
+    if config.app:
+        specs.append(
+            (
+                "/",
+                load_app(
+                    config.app,
+                    app_dir=config.app_dir,
+                    factory=config.factory,
+                    interface=config.interface,
+                ),
+            )
+        )
+    for mount in config.mount:
+        prefix, _, spec = mount.partition("=")
+        specs.append(
+            (prefix, load_app(spec, app_dir=config.app_dir, factory=False, interface="auto"))
+        )
+    pools: dict[str, WSGIPool] = {}
+    for prefix, loaded in specs:
+        if loaded.interface == "wsgi":
+            pools[prefix] = WSGIPool(
+                loaded.app,
+                config.threads,
+                root_path=_mount_root(config, prefix),
+                multiprocess=config.workers > 1,
+            )
+    sockets = [create_socket(spec, config.backlog) for spec in config.bind]
+    name = ", ".join(f"{loaded.name} at {prefix}" for prefix, loaded in specs)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        lifespans = {
+            prefix: Lifespan(loaded.app, loop, config.lifespan)
+            for prefix, loaded in specs
+            if prefix not in pools
+        }
+
+        def make_server() -> Server:
+            mounts = [
+                Mount(
+                    prefix,
+                    None if prefix in pools else loaded.app,
+                    pools.get(prefix),
+                    _mount_root(config, prefix),
+                    lifespans[prefix].state if prefix in lifespans else {},
+                )
+                for prefix, loaded in specs
+            ]
+            return Server(config, _not_found, loop, mounts=mounts)
+
+        return await _run(config, sockets, list(lifespans.values()), make_server, name)
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
+            code = runner.run(main())
+    finally:
+        busy = sum(pool.shutdown() for pool in pools.values())
+    return _exit(code, busy)
+
+
+def _mount_root(config: Config, prefix: str) -> str:
+    return config.root_path + ("" if prefix == "/" else prefix)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """Never called: with --mount, the server answers unmatched paths with 404 itself."""
+    raise AssertionError("unreachable")
+
+
 async def _serve(
     config: Config, loaded: LoadedApp, sockets: list[socket.socket], pool: WSGIPool | None
 ) -> int:
     loop = asyncio.get_running_loop()
-    unix_paths = [sock.getsockname() for sock in sockets if sock.family == socket.AF_UNIX]
     # Lifespan is an ASGI protocol; a WSGI app has none.
     lifespan = Lifespan(loaded.app, loop, "off" if pool is not None else config.lifespan)
-    await lifespan.startup()
-    server = Server(config, loaded.app, loop, lifespan.state, wsgi=pool)
+
+    def make_server() -> Server:
+        return Server(config, loaded.app, loop, lifespan.state, wsgi=pool)
+
+    return await _run(config, sockets, [lifespan], make_server, loaded.name)
+
+
+async def _run(
+    config: Config,
+    sockets: list[socket.socket],
+    lifespans: list[Lifespan],
+    make_server: Callable[[], Server],
+    name: str,
+) -> int:
+    """Start the apps, serve until a signal says stop, drain, stop the apps."""
+    loop = asyncio.get_running_loop()
+    unix_paths = [sock.getsockname() for sock in sockets if sock.family == socket.AF_UNIX]
+    for lifespan in lifespans:
+        await lifespan.startup()
+    server = make_server()
     await server.start(sockets)
     # Everything allocated so far (the app, its imports, our modules) lives for the whole
     # process: move it out of the collector's sight so collections triggered by per-request
@@ -99,7 +202,7 @@ async def _serve(
     # cuts that work while still bounding cyclic garbage.
     gc.set_threshold(20_000, 20, 20)
     for sock in sockets:
-        log.info("Portico serving %s on %s", loaded.name, describe(sock))
+        log.info("Portico serving %s on %s", name, describe(sock))
     stop = loop.create_future()
     requested: list[int] = []
 
@@ -122,7 +225,8 @@ async def _serve(
         " gracefully" if graceful else "",
     )
     await server.shutdown(config.graceful_timeout if graceful else FAST_SHUTDOWN_TIMEOUT)
-    await lifespan.shutdown()
+    for lifespan in reversed(lifespans):
+        await lifespan.shutdown()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.remove_signal_handler(signum)
     for path in unix_paths:

@@ -1,0 +1,68 @@
+"""--mount: WSGI and ASGI apps side by side in one server, the longest prefix winning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ServerFactory
+
+
+def test_flask_fastapi_and_an_asgi_root_side_by_side(serve: ServerFactory) -> None:
+    server = serve(
+        "asgi_apps:echo",
+        "--mount",
+        "/flask=flask_app:app",
+        "--mount",
+        "/fast=fastapi_app:app",
+        "--mount",
+        "/fast/wsgi=wsgi_apps:echo",
+    )
+    with httpx.Client(base_url=server.url) as client:
+        fast = client.get("/fast/items/7").json()
+        assert fast["item"] == 7
+        assert fast["root_path"] == "/fast"  # ASGI: the prefix is root_path, path is unchanged
+        assert fast["path"] == "/fast/items/7"
+        assert fast["url"].endswith("/fast/items/7")
+        assert fast["started"] == "yes"  # each mounted ASGI app runs its own lifespan
+        assert client.post("/fast/echo", content=b"x" * 100_000).json() == {"size": 100_000}
+
+        flask = client.get("/flask/hello/ada").json()
+        assert flask["name"] == "ada"
+        assert flask["url"].endswith("/flask/hello/ada")  # Flask built it from SCRIPT_NAME
+
+        wsgi = client.get("/fast/wsgi/deeper?q=1").json()  # the longest prefix wins
+        assert wsgi["SCRIPT_NAME"] == "/fast/wsgi"
+        assert wsgi["PATH_INFO"] == "/deeper"
+        assert wsgi["QUERY_STRING"] == "q=1"
+
+        root = client.get("/flaskish").json()  # a prefix matches whole segments only
+        assert root["path"] == "/flaskish"
+        assert root["root_path"] == ""
+        assert client.get("/flask").status_code == 404  # Flask itself: no route at its root
+
+
+def test_without_a_root_app_unmatched_paths_are_404(serve: ServerFactory) -> None:
+    server = serve("--mount", "/api=asgi_apps:echo")
+    assert httpx.get(server.url + "/api/x").json()["root_path"] == "/api"
+    response = httpx.get(server.url + "/elsewhere")
+    assert response.status_code == 404
+    assert response.text == "Not Found\n"
+
+
+def test_mounts_from_a_config_file(serve: ServerFactory, tmp_path: Path) -> None:
+    config = tmp_path / "portico.toml"
+    config.write_text('mount = ["/w=wsgi_apps:echo", "/a=asgi_apps:echo"]\n')
+    server = serve("--config", str(config))
+    assert httpx.get(server.url + "/w/x").json()["SCRIPT_NAME"] == "/w"
+    assert httpx.get(server.url + "/a/x").json()["root_path"] == "/a"
+
+
+def test_bad_mounts_are_usage_errors(serve: ServerFactory) -> None:
+    server = serve("--mount", "api=asgi_apps:echo", ready=False)
+    assert server.wait() == 2
+    assert "--mount" in server.log and "/api" in server.log
+    server = serve("--mount", "/a=asgi_apps:echo", "--mount", "/a=asgi_apps:echo", ready=False)
+    assert server.wait() == 2
+    assert "mounted twice" in server.log
