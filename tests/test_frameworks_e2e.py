@@ -13,6 +13,7 @@ pytest.importorskip("flask")
 pytest.importorskip("django")
 
 FILE_DATA = bytes(range(256)) * 8192  # 2 MiB
+UPLOAD = b"\x00\x01" * (10 << 20)  # 20 MiB of multipart upload, as the issue asks
 
 
 @pytest.fixture
@@ -37,10 +38,16 @@ def test_flask(serve: ServerFactory, data_file: Path) -> None:
         uploaded = client.post(
             "/app/upload",
             data={"field": "value"},
-            files={"file": ("a.bin", b"\x00\x01" * 300_000)},
+            files={"file": ("a.bin", UPLOAD)},
+            timeout=60,
         ).json()
-        assert uploaded == {"field": "value", "filename": "a.bin", "size": 600_000}
+        assert uploaded == {"field": "value", "filename": "a.bin", "size": len(UPLOAD)}
         assert client.post("/app/json", json={"a": [1, 2]}).json() == {"got": {"a": [1, 2]}}
+        moved = client.get("/app/go")
+        assert moved.status_code == 302
+        assert moved.headers["location"].endswith("/app/hello/x")
+        assert moved.cookies["session"] == "abc"
+        assert client.get("/app/go", follow_redirects=True).json()["name"] == "x"
         streamed = client.get("/app/stream", params={"n": "100"})
         assert streamed.text == "".join(f"piece {i}\n" for i in range(100))
         assert streamed.headers["transfer-encoding"] == "chunked"
@@ -74,9 +81,16 @@ def test_django(serve: ServerFactory, data_file: Path) -> None:
         uploaded = client.post(
             "/dj/upload",
             data={"field": "value"},
-            files={"file": ("a.bin", b"\x00\x01" * 300_000)},
+            files={"file": ("a.bin", UPLOAD)},
+            timeout=60,
         ).json()
-        assert uploaded == {"field": "value", "filename": "a.bin", "size": 600_000}
+        assert uploaded == {"field": "value", "filename": "a.bin", "size": len(UPLOAD)}
+
+        moved = client.get("/dj/go")
+        assert moved.status_code == 302
+        assert moved.headers["location"] == "/dj/hello/x"  # the prefix comes from SCRIPT_NAME
+        assert moved.cookies["session"] == "abc"
+        assert client.get("/dj/go", follow_redirects=True).json()["path"] == "/dj/hello/x"
 
         # (Django reads CONTENT_LENGTH bytes and ignores wsgi.input_terminated: a chunked
         # upload reaches a Django view as an empty body, under any server)

@@ -18,6 +18,8 @@ def test_flask_fastapi_and_an_asgi_root_side_by_side(serve: ServerFactory) -> No
         "/fast=fastapi_app:app",
         "--mount",
         "/fast/wsgi=wsgi_apps:echo",
+        "--mount",
+        "/dj=django_app:application",
     )
     with httpx.Client(base_url=server.url) as client:
         fast = client.get("/fast/items/7").json()
@@ -36,6 +38,10 @@ def test_flask_fastapi_and_an_asgi_root_side_by_side(serve: ServerFactory) -> No
         assert wsgi["SCRIPT_NAME"] == "/fast/wsgi"
         assert wsgi["PATH_INFO"] == "/deeper"
         assert wsgi["QUERY_STRING"] == "q=1"
+
+        django = client.get("/dj/hello/grace").json()
+        assert django["path"] == "/dj/hello/grace"
+        assert django["path_info"] == "/hello/grace"
 
         root = client.get("/flaskish").json()  # a prefix matches whole segments only
         assert root["path"] == "/flaskish"

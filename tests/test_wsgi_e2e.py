@@ -176,6 +176,26 @@ def test_file_wrapper_download_is_intact(serve: ServerFactory, tmp_path: Path) -
     assert response.content == data
 
 
+def test_large_file_wrapper_download_does_not_grow_memory(
+    serve: ServerFactory, tmp_path: Path
+) -> None:
+    """A 512 MiB file goes out with sendfile: the worker's RSS stays flat."""
+    size = 512 << 20
+    target = tmp_path / "large.bin"
+    with open(target, "wb") as file:
+        file.truncate(size)  # sparse: no disk is spent on it
+    server = serve("wsgi_apps:big_file")
+    assert httpx.get(server.url + "/?" + str(target), headers={"Range": "x"}).status_code == 200
+    before = rss_kib(server.proc.pid)
+    received = 0
+    with httpx.stream("GET", server.url + "/?" + str(target), timeout=60) as response:
+        for chunk in response.iter_raw(1 << 20):
+            received += len(chunk)
+    grown = rss_kib(server.proc.pid) - before
+    assert received == size
+    assert grown < 16 * 1024, f"worker grew by {grown} KiB serving a 512 MiB file"
+
+
 def test_file_wrapper_to_a_slow_reader(serve: ServerFactory, tmp_path: Path) -> None:
     """os.sendfile waits for the socket; the bytes arrive intact and in order."""
     data = bytes(range(251)) * (40 * 1024)  # ~10 MB, not a multiple of any buffer

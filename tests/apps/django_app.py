@@ -15,6 +15,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -42,6 +43,12 @@ def hello(request: HttpRequest, name: str) -> JsonResponse:
             "cookies": request.COOKIES,
         }
     )
+
+
+def go(request: HttpRequest) -> HttpResponse:
+    response = redirect("hello", name="x")  # reversed with the script prefix (SCRIPT_NAME)
+    response.set_cookie("session", "abc")
+    return response
 
 
 @csrf_exempt
@@ -74,7 +81,8 @@ def fail(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns = [
-    path("hello/<str:name>", hello),
+    path("hello/<str:name>", hello, name="hello"),
+    path("go", go),
     path("upload", upload),
     path("body", body),
     path("stream", stream),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from flask import Flask, Response, request, send_file, stream_with_context, url_for
+from flask import Flask, Response, redirect, request, send_file, stream_with_context, url_for
 
 app = Flask(__name__)
 
@@ -25,6 +25,13 @@ def upload() -> dict[str, object]:
     upload = request.files["file"]
     data = upload.read()
     return {"field": request.form["field"], "filename": upload.filename, "size": len(data)}
+
+
+@app.get("/go")
+def go() -> Response:
+    response = redirect(url_for("hello", name="x"))
+    response.set_cookie("session", "abc")
+    return response
 
 
 @app.post("/json")
