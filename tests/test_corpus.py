@@ -413,3 +413,54 @@ def test_replay(case: Case, servers: Servers) -> None:
     error = responses[-1]
     assert error.status in allowed, reply[:2000]
     assert error.headers.get("connection") == "close"
+
+
+# -- the WSGI side: the validator-wrapped echo app over the whole corpus ------------------------
+
+
+@pytest.fixture(scope="module")
+def wsgi_validated() -> Iterator[ServerProcess]:
+    """The WSGI echo app inside ``wsgiref.validate.validator``, warnings turned into errors: any
+    PEP 3333 breach by the server becomes a 500 and a logged traceback."""
+    server = ServerProcess(
+        ["wsgi_apps:validated_echo", "--interface", "wsgi", "--bind", "127.0.0.1:0"],
+        env={"PYTHONWARNINGS": "error"},
+    )
+    yield server
+    server.stop()
+
+
+# wsgiref.validate warns about any method outside RFC 9110's core set (a WebDAV PROPFIND, say):
+# that is the validator's opinion of the method, not of the server, so those cases are left out.
+_VALIDATOR_METHODS = {"GET", "HEAD", "POST", "OPTIONS", "PATCH", "PUT", "DELETE", "TRACE"}
+_VALIDATOR_CASES = [
+    case
+    for case in CASES
+    if not case.limits
+    and all(
+        r["method"] in _VALIDATOR_METHODS
+        for r in case.exp.get("requests", []) + case.exp.get("requests_before", [])
+    )
+]
+
+
+@pytest.mark.parametrize("case", _VALIDATOR_CASES, ids=lambda c: c.id)
+def test_wsgi_validator_over_the_corpus(case: Case, wsgi_validated: ServerProcess) -> None:
+    reply = exchange(wsgi_validated.port, case.data)
+    assert b" 500 " not in reply.split(b"\r\n", 1)[0], reply[:2000]
+    expected = case.exp["requests"] if case.kind == "valid" else case.exp["requests_before"]
+    responses = parse_responses(reply, [r["method"] for r in expected])
+    for response, exp in zip(responses, expected, strict=False):
+        assert response.status == 200, reply[:2000]
+        if exp["method"] != "HEAD":
+            environ = json.loads(response.body)
+            assert environ["REQUEST_METHOD"] == exp["method"]
+            assert environ["body"] == exp.get("body", "")
+    if case.kind == "valid":
+        assert len(responses) == len(expected), reply[:2000]
+
+
+def test_wsgi_validator_found_nothing(wsgi_validated: ServerProcess) -> None:
+    """Runs after the corpus (tests run in file order): no assertion, warning or app error."""
+    log = wsgi_validated.log
+    assert "Traceback" not in log and " ERROR " not in log, log[-4000:]

@@ -237,7 +237,9 @@ def build_environ(
     """The environ of one request: every variable PEP 3333 names, plus REQUEST_URI/RAW_URI."""
     request = stream.request
     raw_path = request.raw_path
-    path = _path_info(raw_path)
+    # "OPTIONS *" names the server as a whole: no path (PEP 3333 wants PATH_INFO empty or
+    # starting with "/"); RAW_URI still shows the asterisk.
+    path = _path_info(raw_path) if raw_path != b"*" else ""
     if root_path and (path == root_path or path.startswith(root_path + "/")):
         path = path[len(root_path) :]
     raw_uri = raw_path.decode("latin-1")
