@@ -173,13 +173,17 @@ def validate_bind(spec: str) -> str:
     return spec
 
 
-def _convert_binds(raw: object) -> tuple[str, ...]:
+def _items(raw: object, expected: str) -> list[object]:
+    """A list setting's items: a TOML list, or a comma/space-separated string (CLI, env)."""
     if isinstance(raw, str):
-        items: list[object] = [item for item in _SPLIT.split(raw) if item]
-    elif isinstance(raw, list):
-        items = list(raw)
-    else:
-        raise ValueError(f"expected an address or a list of addresses, got {_type_name(raw)}")
+        return [item for item in _SPLIT.split(raw) if item]
+    if isinstance(raw, list):
+        return list(raw)
+    raise ValueError(f"expected {expected}, got {_type_name(raw)}")
+
+
+def _convert_binds(raw: object) -> tuple[str, ...]:
+    items = _items(raw, "an address or a list of addresses")
     if not items:
         raise ValueError("expected at least one address")
     return tuple(validate_bind(_convert_str(item)) for item in items)
@@ -203,12 +207,7 @@ def validate_mount(spec: str) -> str:
 
 
 def _convert_mounts(raw: object) -> tuple[str, ...]:
-    if isinstance(raw, str):
-        items: list[object] = [item for item in _SPLIT.split(raw) if item]
-    elif isinstance(raw, list):
-        items = list(raw)
-    else:
-        raise ValueError(f"expected PREFIX=APP or a list of them, got {_type_name(raw)}")
+    items = _items(raw, "PREFIX=APP or a list of them")
     mounts = tuple(validate_mount(_convert_str(item)) for item in items)
     prefixes = [mount.partition("=")[0] for mount in mounts]
     duplicates = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
