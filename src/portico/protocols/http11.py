@@ -40,7 +40,7 @@ from portico.errors import (
     VersionNotSupported,
 )
 from portico.protocols.events import Body, EndOfBody, Event, Headers, Request, StreamError
-from portico.protocols.exchange import Exchange
+from portico.protocols.exchange import COALESCE_LIMIT, Exchange, status_line
 from portico.protocols.headers import REASONS, check_response_field
 from portico.protocols.request_line import (
     method_cache,
@@ -64,25 +64,9 @@ class H1Limits:
 
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_LAST_CHUNK: Final = b"0\r\n\r\n"
 _CONNECTION_CLOSE: Final = b"connection: close\r\n"
 _CONNECTION_KEEP_ALIVE: Final = b"connection: keep-alive\r\n"
 _TRANSFER_CHUNKED: Final = b"transfer-encoding: chunked\r\n"
-# Below this size a body is copied into the same buffer as the head, so a small response is one
-# write system call; above it the body is handed on without a copy.
-_COALESCE_LIMIT: Final = 16 * 1024
-
-_status_lines: dict[int, bytes] = {}
-
-
-def _status_line(status: int) -> bytes:
-    line = _status_lines.get(status)
-    if line is None:
-        line = b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))
-        _status_lines[status] = line
-    return line
-
-
 # Request header names that need a look on arrival; every other field passes straight through.
 _HOST, _TE, _EXPECT, _CL, _UPGRADE = (
     b"host",
@@ -462,7 +446,7 @@ class H1Connection:
         content_length: int | None = None
         chunked = False
         has_date = has_server = False
-        out = [_status_line(status)]
+        out = [status_line(status)]
         checked = _checked_fields
         for field in headers:
             name, value = field
@@ -542,12 +526,12 @@ class H1Connection:
             if end:
                 self._finish(exchange)
             return [b"".join(out)]
-        if not exchange.chunked and len(body) <= _COALESCE_LIMIT:
+        if not exchange.chunked and len(body) <= COALESCE_LIMIT:
             # the common case: head and a small body in one buffer, one write
             if exchange.remaining is not None:
                 exchange.remaining -= len(body)
             if end:
-                self._check_complete(exchange)
+                exchange.check_complete()
                 self._finish(exchange)
             out.append(body)
             return [b"".join(out)]
@@ -568,44 +552,16 @@ class H1Connection:
         """End the current response, with a chunked trailer section if ``trailers`` is given."""
         exchange = self._exchanges[0]
         if trailers and exchange.chunked and not exchange.suppress_body:
-            for name, value in trailers:
-                check_response_field(name, value)
-            lines = [b"0\r\n"]
-            for name, value in trailers:
-                lines += (name, b": ", value, b"\r\n")
-            lines.append(b"\r\n")
-            exchange.chunked = False  # the last chunk is written here, not by _frame
-            self._check_complete(exchange)
+            last = exchange.last_chunk_with(trailers)
             self._finish(exchange)
-            return [b"".join(lines)]
+            return [last]
         return self.response_body(b"", end=True)
 
     def _frame(self, exchange: Exchange, data: bytes, end: bool) -> list[bytes]:
-        out: list[bytes] = []
-        if data:
-            if exchange.remaining is not None:
-                if len(data) > exchange.remaining:
-                    raise AppError("response body longer than its Content-Length")
-                exchange.remaining -= len(data)
-                out.append(data)
-            elif exchange.chunked:
-                if len(data) <= _COALESCE_LIMIT:
-                    out.append(b"%x\r\n%b\r\n" % (len(data), data))
-                else:
-                    out += (b"%x\r\n" % len(data), data, b"\r\n")
-            else:
-                out.append(data)
+        out = exchange.frame(data, end)
         if end:
-            self._check_complete(exchange)
-            if exchange.chunked:
-                out.append(_LAST_CHUNK)
             self._finish(exchange)
         return out
-
-    @staticmethod
-    def _check_complete(exchange: Exchange) -> None:
-        if exchange.remaining:
-            raise AppError("response body shorter than its Content-Length")
 
     def _finish(self, exchange: Exchange) -> None:
         exchange.response_done = True
@@ -626,7 +582,7 @@ class H1Connection:
         )
         extra = b"retry-after: 1\r\n" if status == 503 else b""
         return b"%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s%s\r\n%s" % (
-            _status_line(status),
+            status_line(status),
             len(body),
             extra,
             _CONNECTION_CLOSE,
