@@ -60,6 +60,17 @@ class ServerProcess:
         assert self._port is not None
         return self._port
 
+    def worker_pids(self) -> list[int]:
+        """The master's children that are workers (not the ``--reload`` watcher)."""
+        return [pid for pid in children(self.proc.pid) if "worker" in cmdline(pid)]
+
+    @property
+    def worker_pid(self) -> int:
+        """The one worker of a ``--workers 1`` server (its memory is the one to measure)."""
+        pids = self.worker_pids()
+        assert len(pids) == 1, pids
+        return pids[0]
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -102,6 +113,24 @@ class ServerProcess:
     def raw(self, data: bytes, timeout: float = 5.0, shutdown: bool = False) -> bytes:
         """Send raw bytes on a new connection; return everything until the server closes it."""
         return raw_exchange(self.port, data, timeout=timeout, shutdown=shutdown)
+
+
+def children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as file:
+            return [int(child) for child in file.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def cmdline(pid: int) -> str:
+    """The command line (or the title setproctitle gave it) of a process; empty once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 def rss_kib(pid: int) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -15,7 +15,8 @@ import portico
 from portico import logs
 from portico.cli import main, version
 from portico.config import Config
-from portico.errors import LifespanError
+from portico.errors import LifespanError, StartupError
+from portico.supervisor import master
 
 SRC = str(Path(portico.__file__).resolve().parent.parent)
 
@@ -129,38 +130,60 @@ def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     sys.modules.pop("cli_check_app", None)
 
 
-def test_serve_passes_the_config_to_the_worker(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    received: list[Config] = []
+class FakeMaster:
+    """Stands in for the master, which would fork inside pytest."""
 
-    def serve(config: Config) -> int:
-        received.append(config)
+    received: ClassVar[list[Config]] = []
+    error: ClassVar[StartupError | None] = None
+
+    def __init__(self, config: Config, boot: object, reconfigure: Callable[[], Config]) -> None:
+        self.config = config
+        self.reconfigure = reconfigure
+
+    def run(self) -> int:
+        FakeMaster.received.append(self.config)
+        FakeMaster.received.append(self.reconfigure())
         logs.error_log.warning("serving")
+        if FakeMaster.error is not None:
+            raise FakeMaster.error
         return 0
 
-    fake = types.ModuleType("portico.worker.main")
-    fake.serve = serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "portico.worker.main", fake)
+
+@pytest.fixture
+def fake_master(monkeypatch: pytest.MonkeyPatch) -> type[FakeMaster]:
+    FakeMaster.received = []
+    FakeMaster.error = None
+    monkeypatch.setattr(master, "Master", FakeMaster)
+    return FakeMaster
+
+
+def test_serve_passes_the_config_to_the_master(
+    fake_master: type[FakeMaster],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setattr(sys, "argv", ["portico", "app:x", "--log-level", "warning"])
     assert main() == 0
-    assert received == [Config(app="app:x", log_level="warning")]
+    # SIGHUP re-reads the same command line
+    assert fake_master.received == [Config(app="app:x", log_level="warning")] * 2
     assert "WARNING serving" in capsys.readouterr().err
 
 
-def test_startup_error_from_the_worker(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_startup_error_from_the_master(
+    fake_master: type[FakeMaster], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def serve(config: Config) -> int:
-        raise LifespanError("lifespan startup failed: no database")
-
-    fake = types.ModuleType("portico.worker.main")
-    fake.serve = serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "portico.worker.main", fake)
+    fake_master.error = LifespanError("lifespan startup failed: no database")
     assert main([]) == 3
     assert capsys.readouterr().err.endswith(
         "portico: error: lifespan startup failed: no database\n"
     )
+
+
+def test_reload_and_preload_exclude_each_other(
+    fake_master: type[FakeMaster], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--reload", "--preload", "tests.apps.asgi_apps:hello"]) == 2
+    assert "--reload cannot be combined with --preload" in capsys.readouterr().err
 
 
 # -- as a real process -------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_large_upload_streams_without_growing_memory(serve: ServerFactory) -> No
     total, reads = map(int, response.text.split())
     assert total == size
     assert reads >= size // 65536
-    rss = rss_kib(server.proc.pid)
+    rss = rss_kib(server.worker_pid)
     assert rss < 100 * 1024, f"worker RSS {rss} KiB after a 200 MiB upload"
 
 
@@ -186,12 +186,12 @@ def test_large_file_wrapper_download_does_not_grow_memory(
         file.truncate(size)  # sparse: no disk is spent on it
     server = serve("wsgi_apps:big_file")
     assert httpx.get(server.url + "/?" + str(target), headers={"Range": "x"}).status_code == 200
-    before = rss_kib(server.proc.pid)
+    before = rss_kib(server.worker_pid)
     received = 0
     with httpx.stream("GET", server.url + "/?" + str(target), timeout=60) as response:
         for chunk in response.iter_raw(1 << 20):
             received += len(chunk)
-    grown = rss_kib(server.proc.pid) - before
+    grown = rss_kib(server.worker_pid) - before
     assert received == size
     assert grown < 16 * 1024, f"worker grew by {grown} KiB serving a 512 MiB file"
 
@@ -457,11 +457,11 @@ def test_multiprocess_flag_follows_workers(serve: ServerFactory) -> None:
 def test_slow_reader_blocks_the_app_thread_not_memory(serve: ServerFactory) -> None:
     """The app's thread waits while the client does not read: no unbounded write buffer."""
     server = serve("wsgi_apps:big_stream")
-    before = rss_kib(server.proc.pid)
+    before = rss_kib(server.worker_pid)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(b"GET /?500000000 HTTP/1.1\r\nHost: x\r\n\r\n")  # 500 MB, never read
         time.sleep(2)
-        grown = rss_kib(server.proc.pid) - before
+        grown = rss_kib(server.worker_pid) - before
     assert grown < 20 * 1024, f"worker grew by {grown} KiB for a client that does not read"
     assert httpx.get(server.url + "/?100000").content == b"x" * 100_000  # still serving

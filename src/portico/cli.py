@@ -7,17 +7,25 @@ and hands it to the pure ``portico.config``. The worker is imported only when se
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from portico import __version__, logs
 from portico.config import Config, Resolved, format_resolved, resolve
 from portico.config.argv import build_parser
-from portico.errors import EXIT_OK, StartupError
-from portico.gateways.loader import load_app
+from portico.errors import EXIT_OK, ConfigError, StartupError
+
+if TYPE_CHECKING:
+    from portico.worker.link import MasterLink
 
 __all__ = ["main", "version"]
+
+log = logging.getLogger("portico.error")
 
 
 def version() -> str:
@@ -40,6 +48,8 @@ def _fail(error: StartupError) -> int:
 
 
 def _check(resolved: Resolved) -> int:
+    from portico.gateways.loader import load_app  # noqa: PLC0415 -- the master never loads it
+
     config = resolved.config
     loaded = load_app(
         config.app, app_dir=config.app_dir, factory=config.factory, interface=config.interface
@@ -48,11 +58,39 @@ def _check(resolved: Resolved) -> int:
     return EXIT_OK
 
 
-def _serve(config: Config) -> int:
-    logs.configure(config.log_level, config.access_log)
-    from portico.worker.main import serve  # noqa: PLC0415 -- lazy: keeps the runtime unloaded
+def _serve(config: Config, argv: list[str]) -> int:
+    _configure_logs(config)
+    from portico.supervisor.master import Master  # noqa: PLC0415 -- lazy, as the worker below
 
-    return serve(config)
+    if config.reload:
+        if config.preload:
+            raise ConfigError("--reload cannot be combined with --preload")
+        if importlib.util.find_spec("watchfiles") is None:
+            raise ConfigError("--reload needs watchfiles: pip install 'portico[reload]'")
+    preloaded: object = None
+    if config.preload:
+        from portico.worker.main import load  # noqa: PLC0415
+
+        preloaded = load(config)
+
+    def boot(config: Config, sockets: list[socket.socket], link: MasterLink) -> int:
+        from portico.worker.main import LoadedApps, serve  # noqa: PLC0415 -- in the worker only
+
+        apps = preloaded if isinstance(preloaded, LoadedApps) else None
+        return serve(config, sockets, link, apps)
+
+    def reconfigure() -> Config:
+        resolved = resolve(argv, os.environ, _read_text, os.getcwd())
+        for warning in resolved.warnings:
+            log.warning("%s", warning)
+        _configure_logs(resolved.config)
+        return resolved.config
+
+    return Master(config, boot, reconfigure).run()
+
+
+def _configure_logs(config: Config) -> None:
+    logs.configure(config.log_level, config.access_log, config.log_file, config.access_log_file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if resolved.action == "check_config":
             return _check(resolved)
-        return _serve(resolved.config)
+        return _serve(resolved.config, sys.argv[1:] if argv is None else argv)
     except StartupError as error:
         return _fail(error)
     except KeyboardInterrupt:

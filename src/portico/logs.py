@@ -13,12 +13,25 @@ request line carrying ``\\n`` or ``"`` must not be able to forge a log line or a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 import time
+from typing import TextIO
 
-__all__ = ["ACCESS_LOGGER", "ERROR_LOGGER", "AccessLog", "configure", "error_log", "escape"]
+from portico.errors import StartupError
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "ERROR_LOGGER",
+    "AccessLog",
+    "configure",
+    "error_log",
+    "error_stream",
+    "escape",
+    "reopen",
+]
 
 ERROR_LOGGER = "portico.error"
 ACCESS_LOGGER = "portico.access"
@@ -37,15 +50,24 @@ _LEVELS = {
 _installed: list[tuple[logging.Logger, logging.Handler]] = []
 
 
-def configure(level: str, access_log: bool) -> None:
+def configure(
+    level: str,
+    access_log: bool,
+    log_file: str | None = None,
+    access_log_file: str | None = None,
+) -> None:
     """Send ``portico.error`` (at ``level``) and, if enabled, ``portico.access`` to stderr.
 
+    ``log_file`` and ``access_log_file`` send them to files instead (opened for appending, so
+    the master and its workers share them); an access log file turns the access log on.
     Calling it again replaces what the previous call installed.
     """
     for logger, handler in _installed:
         logger.removeHandler(handler)
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
     _installed.clear()
-    error_handler = logging.StreamHandler(sys.stderr)
+    error_handler = _handler(log_file)
     error_handler.setFormatter(
         logging.Formatter(
             "%(asctime)s [%(process)d] %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"
@@ -56,14 +78,47 @@ def configure(level: str, access_log: bool) -> None:
     error_log.propagate = False
     _installed.append((error_log, error_handler))
 
+    access_log = access_log or access_log_file is not None
     access = logging.getLogger(ACCESS_LOGGER)
     access.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
     access.propagate = False
     if access_log:
-        access_handler = logging.StreamHandler(sys.stderr)
+        access_handler = _handler(access_log_file)
         access_handler.setFormatter(logging.Formatter("%(message)s"))
         access.addHandler(access_handler)
         _installed.append((access, access_handler))
+
+
+def _handler(path: str | None) -> logging.Handler:
+    if path is None:
+        return logging.StreamHandler(sys.stderr)
+    try:
+        return logging.FileHandler(path, mode="a", encoding="utf-8")
+    except OSError as exc:
+        raise StartupError(f"cannot open log file {path}: {exc.strerror or exc}") from exc
+
+
+def reopen() -> None:
+    """Reopen the log files (SIGUSR1), after logrotate moved them away."""
+    for _, handler in _installed:
+        if isinstance(handler, logging.FileHandler):
+            # Open the new file before closing the old one: a record logged meanwhile by
+            # another thread lands in one file or the other, never in a closed stream.
+            with handler.lock or contextlib.nullcontext():
+                stream = handler._open()
+                old = handler.setStream(stream)
+            if old is not None:
+                old.close()
+
+
+def error_stream() -> TextIO:
+    """Where fatal reports (``faulthandler``'s stack dumps) go: the error log's file or stderr."""
+    for logger, handler in _installed:
+        if logger is error_log and isinstance(handler, logging.FileHandler):
+            stream = handler.stream
+            if stream is not None:
+                return stream
+    return sys.stderr
 
 
 # Printable ASCII except backslash (the escape character) and the double quote (which delimits

@@ -104,6 +104,33 @@ def _convert_seconds(raw: object) -> float:
     return value
 
 
+def _convert_seconds_or_zero(raw: object) -> float:
+    if raw in (0, "0") or (isinstance(raw, str) and raw.strip() in ("0", "0.0")):
+        return 0.0
+    return _convert_seconds(raw)
+
+
+def _convert_mode(raw: object) -> int | None:
+    """A file mode bit mask written in octal (``0o117``, ``0117`` or ``117``)."""
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise ValueError(f"expected an octal number like 0o117, got {_type_name(raw)}")
+    if isinstance(raw, int):  # TOML 0o117 arrives as an integer already
+        value = raw
+    else:
+        text = raw.strip().lower().removeprefix("0o")
+        try:
+            value = int(text, 8)
+        except ValueError:
+            raise ValueError(f"expected an octal number like 0o117, got {raw!r}") from None
+    if not 0 <= value <= 0o777:
+        raise ValueError(f"must be between 0o000 and 0o777, got {oct(value)}")
+    return value
+
+
+def _convert_strings(raw: object) -> tuple[str, ...]:
+    return tuple(_convert_str(item) for item in _items(raw, "a list of strings"))
+
+
 def choice(*choices: str) -> Kind[str]:
     """One of a fixed set of lower-case words; input is compared case-insensitively."""
 
@@ -226,6 +253,14 @@ OPTIONAL_STR: Kind[str | None] = Kind("string", _convert_optional_str, metavar="
 DIRECTORY: Kind[str] = Kind("directory", _convert_str, metavar="DIR")
 TOML_FILE: Kind[str | None] = Kind("path of a TOML file", _convert_optional_str, metavar="FILE")
 SECONDS: Kind[float] = Kind("seconds > 0", _convert_seconds, metavar="SECONDS")
+SECONDS_OR_ZERO: Kind[float] = Kind(
+    "seconds >= 0 (0 disables)", _convert_seconds_or_zero, metavar="SECONDS"
+)
+MODE: Kind[int | None] = Kind("octal file mode mask, e.g. `0o117`", _convert_mode, metavar="OCTAL")
+STRINGS: Kind[tuple[str, ...]] = Kind(
+    "list of strings (comma- or space-separated in flags and env)", _convert_strings, metavar="TEXT"
+)
+OPTIONAL_PATH: Kind[str | None] = Kind("path of a file", _convert_optional_str, metavar="FILE")
 ROOT_PATH: Kind[str] = Kind("URL path, empty or `/prefix`", _convert_root_path, metavar="PATH")
 BINDS: Kind[tuple[str, ...]] = Kind(
     "list of addresses: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from portico.config.settings import ACTIONS, SETTINGS
+from portico.config import kinds
+from portico.config.settings import ACTIONS, SETTINGS, Setting
 from portico.config.sources import Resolved
 
 __all__ = ["format_resolved", "render_markdown", "toml_value"]
@@ -25,11 +26,18 @@ def toml_value(value: object) -> str:
     raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
+def _setting_value(setting: Setting, value: object) -> str:
+    # a mode mask reads as octal (0o117), which TOML accepts too; its decimal form (79) does not
+    if setting.kind is kinds.MODE and isinstance(value, int):
+        return oct(value)
+    return toml_value(value)
+
+
 def format_resolved(resolved: Resolved) -> str:
     """One line per setting, ``name = value    # origin``, as ``--print-config`` prints them."""
     rows = [
         (
-            f"{setting.name} = {toml_value(getattr(resolved.config, setting.name))}",
+            f"{setting.name} = {_setting_value(setting, getattr(resolved.config, setting.name))}",
             resolved.origins[setting.name],
         )
         for setting in SETTINGS

@@ -108,6 +108,28 @@ class Config:
         flags=("--bind", "-b"),
         repeatable=True,
     )
+    reuse_port: bool = _setting(
+        False,
+        kinds.BOOL,
+        "Give each worker its own `SO_REUSEPORT` listening socket on TCP binds, so the kernel "
+        "spreads connections evenly instead of waking every worker. The master keeps each "
+        "socket open while its worker is replaced, so queued connections are not reset.",
+        flags=("--reuse-port", "--no-reuse-port"),
+    )
+    dual_stack: bool = _setting(
+        False,
+        kinds.BOOL,
+        "Let an IPv6 wildcard bind (`[::]:PORT`) accept IPv4 too (clears `IPV6_V6ONLY`); off, "
+        "it serves IPv6 only and `0.0.0.0:PORT` can be bound beside it.",
+        flags=("--dual-stack", "--no-dual-stack"),
+    )
+    umask: int | None = _setting(
+        None,
+        kinds.MODE,
+        "umask applied while creating `unix:` sockets, e.g. `0o117` for a socket file of mode "
+        "0660 (the group's proxy may connect); unset uses the process umask.",
+        flags=("--umask",),
+    )
     app_dir: str = _setting(
         ".",
         kinds.DIRECTORY,
@@ -146,13 +168,102 @@ class Config:
         "default: a proxy in front usually logs requests already.",
         flags=("--access-log", "--no-access-log"),
     )
+    log_file: str | None = _setting(
+        None,
+        kinds.OPTIONAL_PATH,
+        "Append the error log to this file instead of stderr; SIGUSR1 reopens it (logrotate).",
+        flags=("--log-file",),
+    )
+    access_log_file: str | None = _setting(
+        None,
+        kinds.OPTIONAL_PATH,
+        "Append the access log to this file instead of stderr (turns on `--access-log`); "
+        "SIGUSR1 reopens it.",
+        flags=("--access-log-file",),
+    )
     workers: int = _setting(
         1,
         kinds.integer(1),
-        "Number of worker processes. Read from `WEB_CONCURRENCY` (Heroku, Render) when "
-        "`PORTICO_WORKERS` is unset. This build runs one worker.",
+        "Number of worker processes the master keeps running; SIGTTIN and SIGTTOU add and "
+        "remove one. Read from `WEB_CONCURRENCY` (Heroku, Render) when `PORTICO_WORKERS` is "
+        "unset. For CPU-bound apps, one per core.",
         flags=("--workers", "-w"),
         env_fallbacks=("WEB_CONCURRENCY",),
+    )
+    timeout: float = _setting(
+        30.0,
+        kinds.SECONDS_OR_ZERO,
+        "Seconds a worker's event loop may stay silent (no heartbeat) before the master sends "
+        "it SIGABRT, which dumps every thread's Python stack to the error log, then SIGKILL, and "
+        "starts a replacement. Also bounds how long a worker may take to import the app. "
+        "0 disables the check.",
+        flags=("--timeout", "-t"),
+    )
+    preload: bool = _setting(
+        False,
+        kinds.BOOL,
+        "Import the app in the master before starting the workers: they share its memory "
+        "copy-on-write and start faster, but SIGHUP then cannot load changed code (restart, or "
+        "use SIGUSR2).",
+        flags=("--preload", "--no-preload"),
+    )
+    max_requests: int = _setting(
+        0,
+        kinds.integer(0),
+        "Retire a worker gracefully after it has handled this many requests (0: never), a "
+        "remedy for leaks in the app; a replacement is ready before the worker stops accepting.",
+        flags=("--max-requests",),
+    )
+    max_requests_jitter: int = _setting(
+        0,
+        kinds.integer(0),
+        "Add a random 0..N to each worker's `--max-requests`, so workers started together do "
+        "not all retire together.",
+        flags=("--max-requests-jitter",),
+    )
+    max_worker_memory: int = _setting(
+        0,
+        kinds.integer(0),
+        "Retire a worker gracefully when its resident memory (RSS) exceeds this many MiB "
+        "(0: no limit). The master checks every second; one worker retires at a time.",
+        flags=("--max-worker-memory",),
+    )
+    reload: bool = _setting(
+        False,
+        kinds.BOOL,
+        "Development: watch the app's source and replace the workers when it changes. An edit "
+        "that breaks the import is reported and the old workers keep serving until the next "
+        "change. Needs `watchfiles` (`pip install 'portico[reload]'`).",
+        flags=("--reload", "--no-reload"),
+    )
+    reload_dir: tuple[str, ...] = _setting(
+        (),
+        kinds.STRINGS,
+        "Directory watched by `--reload` (repeatable); default: `--app-dir`.",
+        flags=("--reload-dir",),
+        repeatable=True,
+    )
+    reload_include: tuple[str, ...] = _setting(
+        ("*.py",),
+        kinds.STRINGS,
+        "Glob of file names whose change triggers `--reload` (repeatable).",
+        flags=("--reload-include",),
+        repeatable=True,
+    )
+    reload_exclude: tuple[str, ...] = _setting(
+        (".*", "*.pyc", "__pycache__", "*~"),
+        kinds.STRINGS,
+        "Glob of file or directory names `--reload` ignores (repeatable); wins over "
+        "`--reload-include`.",
+        flags=("--reload-exclude",),
+        repeatable=True,
+    )
+    pid_file: str | None = _setting(
+        None,
+        kinds.OPTIONAL_PATH,
+        "Write the master's process id to this file, and remove it on exit. During a SIGUSR2 "
+        "upgrade the old master renames it to `FILE.oldbin`.",
+        flags=("--pid",),
     )
     threads: int = _setting(
         8,

@@ -27,6 +27,9 @@ log = logging.getLogger("portico.error")
 # start again when the app has consumed down to the low mark.
 BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
+# During a graceful shutdown an idle keep-alive connection waits this long for a request already
+# on its way before it is closed (the ticker's one-second grain adds up to a second).
+IDLE_SHUTDOWN_GRACE = 1.0
 # After an error response, input is read and dropped for at most this long before closing: closing
 # with unread input makes the kernel send RST, and the client may lose the response (nginx calls
 # this "lingering close").
@@ -368,6 +371,7 @@ class H1Driver(asyncio.Protocol):
             )
             return
         server.in_flight += 1
+        server.requests_served += 1
         stream.start_time = server.now
         server.dispatch(stream)
 
@@ -491,11 +495,16 @@ class H1Driver(asyncio.Protocol):
         self._close()
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close if idle, otherwise after the current response."""
-        if self.current is None:
-            self._close()
-        else:
-            self.proto.close_after_response()
+        """Graceful shutdown: answer at most one more request, with ``Connection: close``.
+
+        An idle keep-alive connection is not closed at once: its client may have sent a request
+        that is still in flight, and closing would fail it (the race behind gunicorn#1236 and
+        the resets load balancers see during deploys). It stays open for a short grace; a
+        request that arrives is answered with ``Connection: close``, silence ends it.
+        """
+        self.proto.close_after_response()
+        if self.current is None and not self.head_started:
+            self.deadline = self.server.now + IDLE_SHUTDOWN_GRACE
 
     def abort(self) -> None:
         """Drop the connection at once (an app failed mid-response)."""

@@ -81,6 +81,8 @@ class Server:
         self.connections: set[H1Driver] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
+        #: requests handed to the app so far (``--max-requests`` recycles the worker)
+        self.requests_served = 0
         self.closing = False
         self.now = loop.time()
         self._listeners: list[asyncio.base_events.Server] = []

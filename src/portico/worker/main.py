@@ -1,30 +1,33 @@
-"""One worker process: its event loop, the app's lifespan, signals, and graceful drain.
+"""One worker process: its event loop, the app's lifespan, heartbeat, signals, graceful drain.
 
-Signal handlers only record what was asked; the loop acts on it (the arbiter pattern of gunicorn).
+The master forks the worker with the listening sockets already bound and a pipe to report on
+(``portico.worker.link``). Signal handlers only record what was asked; the loop acts on it.
 SIGTERM drains gracefully within ``--graceful-timeout``; SIGINT and SIGQUIT drain with a short
-deadline (a second Ctrl-C cuts it off at once).
+deadline (a second Ctrl-C cuts it off at once); SIGUSR1 reopens the log files.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
+import random
 import signal
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from portico import logs
 from portico.errors import EXIT_OK, ConfigError, StartupError
 from portico.gateways.asgi import Receive, Scope, Send
 from portico.gateways.lifespan import Lifespan
 from portico.gateways.loader import LoadedApp, load_app
-from portico.runtime.binds import create_socket, describe
 from portico.runtime.server import Mount, Server
 from portico.runtime.wsgi_pool import WSGIPool
+from portico.worker.link import MasterLink
 
 if TYPE_CHECKING:
     from portico.config import Config
@@ -46,19 +49,65 @@ def _loop_factory(name: str) -> type[asyncio.AbstractEventLoop] | None:
     return uvloop.Loop
 
 
-def serve(config: Config) -> int:
-    """Load the app, bind, and serve until a signal says stop. Returns the exit code."""
-    if config.workers != 1:
-        log.warning(
-            "--workers %d: the master process is not part of this build; serving with one worker",
-            config.workers,
+@dataclass(frozen=True, slots=True)
+class LoadedApps:
+    """What a worker serves: one app at ``/``, or several under ``--mount`` prefixes."""
+
+    apps: list[tuple[str, LoadedApp]]
+    mounted: bool
+
+    @property
+    def name(self) -> str:
+        if not self.mounted:
+            return self.apps[0][1].name
+        return ", ".join(f"{loaded.name} at {prefix}" for prefix, loaded in self.apps)
+
+
+def load(config: Config) -> LoadedApps:
+    """Import the app(s): in each worker, or once in the master with ``--preload``."""
+    if not config.mount:
+        loaded = load_app(
+            config.app, app_dir=config.app_dir, factory=config.factory, interface=config.interface
         )
-    if config.mount:
-        return _serve_mounted(config)
-    loaded = load_app(
-        config.app, app_dir=config.app_dir, factory=config.factory, interface=config.interface
-    )
-    sockets = [create_socket(spec, config.backlog) for spec in config.bind]
+        return LoadedApps([("/", loaded)], mounted=False)
+    prefixes = [mount.partition("=")[0] for mount in config.mount]
+    if config.app:
+        prefixes.append("/")
+    twice = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+    if twice:
+        raise ConfigError(f"--mount: prefix mounted twice: {', '.join(twice)}")
+    apps: list[tuple[str, LoadedApp]] = []
+    if config.app:
+        apps.append(
+            (
+                "/",
+                load_app(
+                    config.app,
+                    app_dir=config.app_dir,
+                    factory=config.factory,
+                    interface=config.interface,
+                ),
+            )
+        )
+    for mount in config.mount:
+        prefix, _, spec = mount.partition("=")
+        apps.append(
+            (prefix, load_app(spec, app_dir=config.app_dir, factory=False, interface="auto"))
+        )
+    return LoadedApps(apps, mounted=True)
+
+
+def serve(
+    config: Config,
+    sockets: list[socket.socket],
+    link: MasterLink,
+    preloaded: LoadedApps | None = None,
+) -> int:
+    """Load the app, serve on ``sockets`` until a signal says stop. Returns the exit code."""
+    apps = preloaded if preloaded is not None else load(config)
+    if apps.mounted:
+        return _serve_mounted(config, apps, sockets, link)
+    loaded = apps.apps[0][1]
     factory = _loop_factory(config.loop)
     pool = None
     if loaded.interface == "wsgi":
@@ -70,7 +119,7 @@ def serve(config: Config) -> int:
         )
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            code = runner.run(_serve(config, loaded, sockets, pool))
+            code = runner.run(_serve(config, loaded, sockets, pool, link))
     finally:
         busy = 0 if pool is None else pool.shutdown()
     return _exit(code, busy)
@@ -87,32 +136,11 @@ def _exit(code: int, busy: int) -> int:
     return code
 
 
-def _serve_mounted(config: Config) -> int:
+def _serve_mounted(
+    config: Config, apps: LoadedApps, sockets: list[socket.socket], link: MasterLink
+) -> int:
     """``--mount``: several apps, WSGI and ASGI mixed, each under its URL prefix."""
-    prefixes = [mount.partition("=")[0] for mount in config.mount]
-    if config.app:
-        prefixes.append("/")
-    twice = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
-    if twice:
-        raise ConfigError(f"--mount: prefix mounted twice: {', '.join(twice)}")
-    specs: list[tuple[str, LoadedApp]] = []
-    if config.app:
-        specs.append(
-            (
-                "/",
-                load_app(
-                    config.app,
-                    app_dir=config.app_dir,
-                    factory=config.factory,
-                    interface=config.interface,
-                ),
-            )
-        )
-    for mount in config.mount:
-        prefix, _, spec = mount.partition("=")
-        specs.append(
-            (prefix, load_app(spec, app_dir=config.app_dir, factory=False, interface="auto"))
-        )
+    specs = apps.apps
     pools: dict[str, WSGIPool] = {}
     for prefix, loaded in specs:
         if loaded.interface == "wsgi":
@@ -122,8 +150,7 @@ def _serve_mounted(config: Config) -> int:
                 root_path=_mount_root(config, prefix),
                 multiprocess=config.workers > 1,
             )
-    sockets = [create_socket(spec, config.backlog) for spec in config.bind]
-    name = ", ".join(f"{loaded.name} at {prefix}" for prefix, loaded in specs)
+    name = apps.name
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -146,7 +173,7 @@ def _serve_mounted(config: Config) -> int:
             ]
             return Server(config, _not_found, loop, mounts=mounts)
 
-        return await _run(config, sockets, list(lifespans.values()), make_server, name)
+        return await _run(config, sockets, list(lifespans.values()), make_server, name, link)
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
@@ -166,7 +193,11 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def _serve(
-    config: Config, loaded: LoadedApp, sockets: list[socket.socket], pool: WSGIPool | None
+    config: Config,
+    loaded: LoadedApp,
+    sockets: list[socket.socket],
+    pool: WSGIPool | None,
+    link: MasterLink,
 ) -> int:
     loop = asyncio.get_running_loop()
     # Lifespan is an ASGI protocol; a WSGI app has none.
@@ -175,19 +206,19 @@ async def _serve(
     def make_server() -> Server:
         return Server(config, loaded.app, loop, lifespan.state, wsgi=pool)
 
-    return await _run(config, sockets, [lifespan], make_server, loaded.name)
+    return await _run(config, sockets, [lifespan], make_server, loaded.name, link)
 
 
-async def _run(
+async def _run(  # noqa: PLR0917 -- private, called from two places
     config: Config,
     sockets: list[socket.socket],
     lifespans: list[Lifespan],
     make_server: Callable[[], Server],
     name: str,
+    link: MasterLink,
 ) -> int:
     """Start the apps, serve until a signal says stop, drain, stop the apps."""
     loop = asyncio.get_running_loop()
-    unix_paths = [sock.getsockname() for sock in sockets if sock.family == socket.AF_UNIX]
     for lifespan in lifespans:
         await lifespan.startup()
     server = make_server()
@@ -201,8 +232,6 @@ async def _run(
     # gen 0 every 700 allocations mostly rescans live connection state. A larger first threshold
     # cuts that work while still bounding cyclic garbage.
     gc.set_threshold(20_000, 20, 20)
-    for sock in sockets:
-        log.info("Portico serving %s on %s", name, describe(sock))
     stop = loop.create_future()
     requested: list[int] = []
 
@@ -217,20 +246,79 @@ async def _run(
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGUSR1, logs.reopen)
+    heartbeat = Heartbeat(config, server, link, loop, lambda: on_signal(signal.SIGTERM))
+    link.ready(name)
+    log.debug("worker %d ready", os.getpid())
     signum = await stop
     graceful = signum == signal.SIGTERM
     log.info(
-        "received %s, shutting down%s",
+        "worker %d: received %s, shutting down%s",
+        os.getpid(),
         signal.Signals(signum).name,
         " gracefully" if graceful else "",
     )
     await server.shutdown(config.graceful_timeout if graceful else FAST_SHUTDOWN_TIMEOUT)
     for lifespan in reversed(lifespans):
         await lifespan.shutdown()
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+    heartbeat.stop()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
         loop.remove_signal_handler(signum)
-    for path in unix_paths:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
     sys.stderr.flush()
     return EXIT_OK
+
+
+class Heartbeat:
+    """The worker's proof of life, written from its event loop, and its own recycling checks.
+
+    Every beat also looks for the two reasons to leave that only the worker can see: the master
+    is gone (the worker drains and exits instead of serving unsupervised), and ``--max-requests``
+    was reached (the worker asks the master for a successor, and keeps serving until it is told
+    to stop, so there is never a gap without a worker).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server: Server,
+        link: MasterLink,
+        loop: asyncio.AbstractEventLoop,
+        stop: Callable[[], None],
+    ) -> None:
+        self.server = server
+        self.link = link
+        self.loop = loop
+        self.stop_serving = stop
+        # ``timeout / 4``: three beats may be late before the master's patience runs out
+        self.interval = min(1.0, config.timeout / 4) if config.timeout else 1.0
+        self.max_requests = (
+            config.max_requests + random.randint(0, config.max_requests_jitter)
+            if config.max_requests
+            else 0
+        )
+        self.retiring = False
+        self.handle: asyncio.TimerHandle | None = None
+        self.beat()
+
+    def beat(self) -> None:
+        if not self.link.beat() or self.link.orphaned():
+            log.warning("worker %d: the master is gone; shutting down", os.getpid())
+            self.stop_serving()
+            return
+        if (
+            self.max_requests
+            and not self.retiring
+            and self.server.requests_served >= self.max_requests
+        ):
+            self.retiring = True
+            log.info(
+                "worker %d served %d requests (--max-requests); asking for a successor",
+                os.getpid(),
+                self.server.requests_served,
+            )
+            self.link.retire()
+        self.handle = self.loop.call_later(self.interval, self.beat)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()

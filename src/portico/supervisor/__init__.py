@@ -1,0 +1,1 @@
+"""The master process: sockets, worker processes, signals. Knows nothing of HTTP."""

@@ -1,0 +1,710 @@
+"""The master process: it binds the sockets, forks the workers and keeps them healthy.
+
+It never serves a request and never imports HTTP code: a worker is started by a ``boot``
+function the command line hands in, run inside the forked child. Everything the master does
+happens in one loop (``_run``); signal handlers only queue the signal and wake the loop through
+``signal.set_wakeup_fd``, the pattern of gunicorn's arbiter and nginx's master.
+
+How a worker is replaced without dropping a request, for ``SIGHUP``, ``--reload``,
+``--max-requests`` and ``--max-worker-memory`` alike: the master starts the successor, waits
+until it reports ready (listening, lifespan started), and only then sends ``SIGTERM`` to the old
+worker, which stops accepting and answers what it holds with ``Connection: close``. One worker is
+replaced at a time, so capacity never drops and the workers never all restart at once. The
+listening sockets stay open in the master throughout, so no queued connection is reset.
+
+Signals: TERM graceful stop, INT/QUIT fast stop, HUP reload settings and app, TTIN/TTOU one
+worker more/less, USR1 reopen logs, USR2 start a new master that inherits the sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import resource
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from portico import logs
+from portico.errors import EXIT_OK, StartupError
+from portico.runtime.binds import describe
+from portico.supervisor.listeners import INHERIT_ENV, Listeners, inherit_env
+from portico.supervisor.notify import Notifier
+from portico.supervisor.reloader import start_watcher
+from portico.supervisor.title import set_title
+from portico.worker.link import BEAT, READY, RETIRE, MasterLink, parse
+
+if TYPE_CHECKING:
+    from portico.config import Config
+
+__all__ = ["Boot", "Master"]
+
+log = logging.getLogger("portico.error")
+
+#: ``boot(config, sockets, link)`` runs a worker inside the forked child; returns its exit code
+Boot = Callable[["Config", list[socket.socket], MasterLink], int]
+
+# How often the loop looks at the workers when nothing wakes it.
+TICK = 0.25
+# After SIGABRT (the stack dump), how long a hung worker gets before SIGKILL.
+ABORT_GRACE = 2.0
+# After SIGTERM, a worker gets --graceful-timeout plus this for lifespan shutdown and exit.
+STOP_MARGIN = 5.0
+# After SIGQUIT (fast stop), how long a worker gets before SIGKILL.
+FAST_STOP_GRACE = 3.0
+# A worker that dies sooner than this after it started counts as a failed start (backoff).
+SHORT_LIFE = 5.0
+MAX_BACKOFF = 30.0
+
+_EXIT_CODES_OF_BOOT = (2, 3, 4)
+
+
+@dataclass(eq=False)
+class Worker:
+    pid: int
+    slot: int
+    fd: int
+    started: float
+    last_seen: float
+    buffer: bytearray = field(default_factory=bytearray)
+    ready_at: float | None = None
+    name: str = ""
+    #: when SIGTERM or SIGQUIT was sent (the worker is leaving)
+    stopping_at: float | None = None
+    #: when SIGKILL follows if the worker is still there
+    kill_at: float | None = None
+    aborted: bool = False
+    #: queued for replacement (max-requests, memory, reload); not queued twice
+    queued: bool = False
+    exited: bool = False
+
+
+class Master:
+    """Keeps ``config.workers`` workers running until a signal says stop; ``run()`` -> exit code."""
+
+    def __init__(
+        self,
+        config: Config,
+        boot: Boot,
+        reconfigure: Callable[[], Config],
+        environ: MutableMapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        #: the configuration the running workers proved good; a failed reload falls back to it
+        self.stable_config = config
+        self.boot = boot
+        self.reconfigure = reconfigure
+        self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
+        self.pid = os.getpid()
+        self.target = config.workers
+        self.workers: dict[int, Worker] = {}
+        self.vacant: dict[int, float] = {}  # slot -> when to start its worker
+        self.failures: dict[int, int] = {}  # slot -> failed starts in a row
+        self.replace_queue: deque[Worker] = deque()
+        self.replacing: tuple[Worker | None, Worker] | None = None
+        self.signals: deque[int] = deque()
+        self.stopping: str = ""  # "", "graceful" or "fast"
+        self.exit_code = EXIT_OK
+        self.announced = False
+        self.reloading = False
+        self.watcher_pid = 0
+        self.watcher_fd = -1
+        self.watcher_buffer = bytearray()
+        self.upgrade_pid = 0
+        self.pid_path = config.pid_file
+        self.notifier = Notifier(self.environ)
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        self.listeners: Listeners | None = None
+
+    # --- the loop -----------------------------------------------------------------
+
+    def run(self) -> int:
+        config = self.config
+        set_title("master", config.app or "demo app")
+        self._install_signals()
+        try:
+            self.listeners = Listeners(
+                config.bind,
+                config.backlog,
+                reuse_port=config.reuse_port,
+                dual_stack=config.dual_stack,
+                umask=config.umask,
+                environ=self.environ,
+            )
+            self._write_pid_file()
+            if config.reload:
+                self._start_watcher()
+            for slot in range(self.target):
+                self._spawn(slot)
+            while self.workers or not self.stopping:
+                self._wait()
+                self._reap()
+                self._handle_signals()
+                self._check_workers()
+                if not self.stopping:
+                    self._advance_replacements()
+                    self._fill_vacancies()
+        finally:
+            self._cleanup()
+        return self.exit_code
+
+    def _wait(self) -> None:
+        for key, _ in self.selector.select(TICK):
+            fd = key.fd
+            if fd == self.wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(fd, 512):
+                        pass
+            elif fd == self.watcher_fd:
+                self._read_watcher()
+            else:
+                worker = key.data
+                if isinstance(worker, Worker):
+                    self._read_worker(worker)
+
+    def _install_signals(self) -> None:
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        for signum in (
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGQUIT,
+            signal.SIGHUP,
+            signal.SIGTTIN,
+            signal.SIGTTOU,
+            signal.SIGUSR1,
+            signal.SIGUSR2,
+            signal.SIGCHLD,
+        ):
+            signal.signal(signum, self._queue_signal)
+
+    def _queue_signal(self, signum: int, frame: object) -> None:
+        # only record it: the loop acts, outside of any half-finished bookkeeping
+        if signum != signal.SIGCHLD:
+            self.signals.append(signum)
+
+    # --- workers ------------------------------------------------------------------
+
+    def _spawn(self, slot: int) -> Worker:
+        assert self.listeners is not None
+        self.vacant.pop(slot, None)
+        sockets = self.listeners.for_slot(slot)
+        config = self.config
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage is the worker's
+            os.close(read_end)
+            self._become_worker(config, slot, sockets, write_end)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        now = time.monotonic()
+        worker = Worker(pid=pid, slot=slot, fd=read_end, started=now, last_seen=now)
+        self.workers[pid] = worker
+        self.selector.register(read_end, selectors.EVENT_READ, worker)
+        log.debug("started worker %d in slot %d", pid, slot)
+        return worker
+
+    def _become_worker(
+        self, config: Config, slot: int, sockets: list[socket.socket], link_fd: int
+    ) -> None:
+        """In the forked child: drop the master's state, run the worker, never return."""
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
+                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # the master's signals; a worker started from a terminal must not die of them
+            for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
+                signal.signal(signum, signal.SIG_IGN)
+            self.selector.close()
+            keep = {sock.fileno() for sock in sockets}
+            assert self.listeners is not None
+            for sock in self.listeners.all():
+                if sock.fileno() not in keep:
+                    sock.close()  # another slot's: holding it would keep it open after TTOU
+            for fd in (self.wake_r, self.wake_w, self.watcher_fd):
+                if fd >= 0:
+                    os.close(fd)
+            for other in self.workers.values():
+                with contextlib.suppress(OSError):
+                    os.close(other.fd)
+            self.environ.pop("NOTIFY_SOCKET", None)  # only the master speaks to systemd
+            set_title("worker", config.app or "demo app")
+            code = self.boot(config, sockets, MasterLink(link_fd, self.pid))
+        except StartupError as error:
+            print(f"portico: error: {error}", file=sys.stderr)
+            code = error.exit_code
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            logging.shutdown()
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    def _read_worker(self, worker: Worker) -> None:
+        try:
+            data = os.read(worker.fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the worker is gone; waitpid tells how
+            self._close_pipe(worker)
+            return
+        worker.last_seen = time.monotonic()
+        worker.buffer += data
+        for message, argument in parse(worker.buffer):
+            if message == READY:
+                self._on_ready(worker, argument)
+            elif message == RETIRE:
+                log.info("worker %d asked to be replaced (--max-requests)", worker.pid)
+                self._queue_replacement(worker)
+            elif message != BEAT:
+                log.warning("worker %d sent an unknown message", worker.pid)
+
+    def _close_pipe(self, worker: Worker) -> None:
+        if worker.fd >= 0:
+            self.selector.unregister(worker.fd)
+            os.close(worker.fd)
+            worker.fd = -1
+
+    def _on_ready(self, worker: Worker, name: str) -> None:
+        worker.ready_at = time.monotonic()
+        worker.name = name
+        self.failures.pop(worker.slot, None)
+        if self.replacing is not None and self.replacing[1] is worker:
+            self.stable_config = self.config
+        if not self.announced and self._count_ready() >= self.target:
+            self.announced = True
+            assert self.listeners is not None
+            for sock in self.listeners.describe_for_log():
+                log.info("Portico serving %s on %s", name, describe(sock))
+            log.info(
+                "master %d: %d worker(s) ready: %s",
+                self.pid,
+                self._count_ready(),
+                " ".join(str(pid) for pid in sorted(self.workers)),
+            )
+            self.notifier.ready(self._status())
+
+    def _count_ready(self) -> int:
+        return sum(
+            1 for w in self.workers.values() if w.ready_at is not None and w.stopping_at is None
+        )
+
+    def _status(self) -> str:
+        return f"{self._count_ready()} worker(s) serving"
+
+    def _stop_worker(self, worker: Worker, *, fast: bool = False) -> None:
+        if worker.stopping_at is not None and not fast:
+            return
+        now = time.monotonic()
+        worker.stopping_at = now
+        grace = FAST_STOP_GRACE if fast else self.config.graceful_timeout + STOP_MARGIN
+        deadline = now + grace
+        worker.kill_at = deadline if worker.kill_at is None else min(worker.kill_at, deadline)
+        self._signal(worker, signal.SIGQUIT if fast else signal.SIGTERM)
+
+    def _signal(self, worker: Worker, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signum)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            if pid == self.watcher_pid:
+                self._watcher_exited(code)
+            elif pid == self.upgrade_pid:
+                self._upgrade_exited(code)
+            elif pid in self.workers:
+                self._worker_exited(self.workers.pop(pid), code)
+
+    def _worker_exited(self, worker: Worker, code: int) -> None:
+        worker.exited = True
+        self._close_pipe(worker)
+        how = f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+        if worker.stopping_at is not None:
+            log.debug("worker %d stopped (%s)", worker.pid, how)
+            return
+        if self.stopping:
+            return
+        replacing = self.replacing
+        if replacing is not None and replacing[1] is worker:
+            log.error(
+                "new worker %d failed to start (%s); keeping the running workers",
+                worker.pid,
+                how,
+            )
+            self._abandon_replacements()
+            return
+        if replacing is not None and replacing[0] is worker:
+            # its successor is already starting in the same slot
+            log.error("worker %d died (%s) while being replaced", worker.pid, how)
+            self.replacing = (None, replacing[1])
+            return
+        if worker.ready_at is None and not self.announced:
+            self._boot_failed(worker, code, how)
+            return
+        lived = time.monotonic() - worker.started
+        short = worker.ready_at is None or lived < SHORT_LIFE
+        failures = self.failures.get(worker.slot, 0) + 1 if short else 0
+        self.failures[worker.slot] = failures
+        delay = 0.0 if failures <= 1 else min(0.5 * 2 ** (failures - 2), MAX_BACKOFF)
+        if self.config.reload and worker.ready_at is None and not self._count_ready():
+            delay = float("inf")  # a broken edit: wait for the next change
+            log.error("worker %d failed to start (%s); waiting for a change", worker.pid, how)
+        else:
+            log.error(
+                "worker %d (slot %d) died (%s); starting a new one%s",
+                worker.pid,
+                worker.slot,
+                how,
+                f" in {delay:.1f}s" if delay else "",
+            )
+        if worker.slot < self.target:
+            self.vacant[worker.slot] = time.monotonic() + delay
+
+    def _boot_failed(self, worker: Worker, code: int, how: str) -> None:
+        if self.config.reload:
+            log.error("worker %d failed to start (%s); waiting for a change", worker.pid, how)
+            self.vacant[worker.slot] = float("inf")
+            return
+        log.critical("worker %d failed to start (%s); stopping", worker.pid, how)
+        self.exit_code = code if code in _EXIT_CODES_OF_BOOT else 1
+        self._begin_stop("fast")
+
+    def _check_workers(self) -> None:
+        now = time.monotonic()
+        timeout = self.config.timeout
+        limit = self.config.max_worker_memory
+        for worker in list(self.workers.values()):
+            if worker.kill_at is not None and now >= worker.kill_at:
+                log.error("worker %d did not exit in time; killing it", worker.pid)
+                self._signal(worker, signal.SIGKILL)
+                worker.kill_at = now + ABORT_GRACE  # repeat if SIGKILL was somehow missed
+            elif timeout and not worker.aborted and now - worker.last_seen > timeout:
+                log.error(
+                    "worker %d silent for %.0fs (--timeout %g); aborting it, stacks follow",
+                    worker.pid,
+                    now - worker.last_seen,
+                    timeout,
+                )
+                worker.aborted = True
+                worker.kill_at = now + ABORT_GRACE
+                self._signal(worker, signal.SIGABRT)
+            elif (
+                limit
+                and worker.ready_at is not None
+                and worker.stopping_at is None
+                and not worker.queued
+                and _rss_mib(worker.pid) > limit
+            ):
+                log.warning(
+                    "worker %d uses more than %d MiB (--max-worker-memory); replacing it",
+                    worker.pid,
+                    limit,
+                )
+                self._queue_replacement(worker)
+
+    # --- replacement, scaling, reload --------------------------------------------------
+
+    def _queue_replacement(self, worker: Worker) -> None:
+        if not worker.queued and worker.stopping_at is None and not self.stopping:
+            worker.queued = True
+            self.replace_queue.append(worker)
+
+    def _advance_replacements(self) -> None:
+        if self.replacing is not None:
+            old, new = self.replacing
+            if new.ready_at is None:
+                return
+            if old is not None and not old.exited:
+                log.info("worker %d replaced by %d", old.pid, new.pid)
+                self._stop_worker(old)
+            self.replacing = None
+        while self.replace_queue and self.replacing is None:
+            old = self.replace_queue.popleft()
+            if old.exited or old.stopping_at is not None:
+                continue
+            if old.slot >= self.target:
+                self._stop_worker(old)  # the pool shrank meanwhile: no successor
+                continue
+            self.replacing = (old, self._spawn(old.slot))
+        if self.replacing is None and self.reloading:
+            self.reloading = False
+            log.info("reload complete: %d worker(s) serving", self._count_ready())
+            self.notifier.ready(self._status())
+
+    def _abandon_replacements(self) -> None:
+        self.replacing = None
+        for worker in self.replace_queue:
+            worker.queued = False
+        self.replace_queue.clear()
+        self.config = self.stable_config
+        if self.reloading:
+            self.reloading = False
+            self.notifier.ready(self._status())
+
+    def _fill_vacancies(self) -> None:
+        now = time.monotonic()
+        for slot, when in sorted(self.vacant.items()):
+            if slot >= self.target:
+                del self.vacant[slot]
+            elif now >= when:
+                self._spawn(slot)
+
+    def _reload(self, reason: str, *, reread: bool) -> None:
+        if reread:
+            try:
+                config = self.reconfigure()
+            except StartupError as error:
+                log.error("SIGHUP: the new configuration is invalid, keeping the old: %s", error)
+                return
+            if config.bind != self.config.bind or config.reuse_port != self.config.reuse_port:
+                log.warning("SIGHUP: new binds take effect only with SIGUSR2 or a restart")
+            if config.preload:
+                log.warning("SIGHUP with --preload: workers restart with the app loaded at start")
+            self.config = config
+            self._scale(config.workers)
+        log.info("%s: replacing %d worker(s) one at a time", reason, len(self.workers))
+        self.reloading = True
+        self.notifier.reloading()
+        live = [w for w in self.workers.values() if w.stopping_at is None]
+        if not live:  # nothing serving (a broken app under --reload): start afresh
+            for slot in range(self.target):
+                self.vacant[slot] = 0.0
+            self.reloading = False
+            return
+        for worker in sorted(live, key=lambda w: w.slot):
+            worker.queued = False
+            if worker in self.replace_queue:
+                continue
+            worker.queued = True
+            self.replace_queue.append(worker)
+
+    def _scale(self, target: int) -> None:
+        if target == self.target:
+            return
+        if target > self.target:
+            used = {w.slot for w in self.workers.values() if w.stopping_at is None}
+            used |= set(self.vacant)
+            for _ in range(target - self.target):
+                slot = next(i for i in range(len(used) + 1) if i not in used)
+                used.add(slot)
+                self._spawn(slot)
+            log.info("workers: %d -> %d", self.target, target)
+            self.target = target
+            return
+        log.info("workers: %d -> %d", self.target, target)
+        self.target = target
+        in_progress = self.replacing[1] if self.replacing is not None else None
+        for slot in [s for s in self.vacant if s >= target]:
+            del self.vacant[slot]
+        for worker in sorted(self.workers.values(), key=lambda w: -w.slot):
+            if worker.slot >= target and worker.stopping_at is None and worker is not in_progress:
+                self._stop_worker(worker)
+                if self.listeners is not None:
+                    self.listeners.drop_slot(worker.slot)
+
+    # --- signals ------------------------------------------------------------------
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.popleft()
+            name = signal.Signals(signum).name
+            if signum == signal.SIGTERM:
+                log.info("received SIGTERM: stopping gracefully")
+                self._begin_stop("graceful")
+            elif signum in (signal.SIGINT, signal.SIGQUIT):
+                if self.stopping == "fast" and signum == signal.SIGINT:
+                    for worker in self.workers.values():
+                        self._signal(worker, signal.SIGKILL)
+                else:
+                    log.info("received %s: stopping fast", name)
+                    self._begin_stop("fast")
+            elif self.stopping:
+                continue
+            elif signum == signal.SIGHUP:
+                self._reload("SIGHUP", reread=True)
+            elif signum == signal.SIGTTIN:
+                self._scale(self.target + 1)
+            elif signum == signal.SIGTTOU:
+                if self.target > 1:
+                    self._scale(self.target - 1)
+                else:
+                    log.warning("SIGTTOU: already at one worker")
+            elif signum == signal.SIGUSR1:
+                logs.reopen()
+                for worker in self.workers.values():
+                    self._signal(worker, signal.SIGUSR1)
+                log.info("log files reopened")
+            elif signum == signal.SIGUSR2:
+                self._upgrade()
+
+    def _begin_stop(self, how: str) -> None:
+        fast = how == "fast"
+        if self.stopping == "fast" or (self.stopping and not fast):
+            return
+        self.stopping = how
+        self.notifier.stopping()
+        self.vacant.clear()
+        self.replace_queue.clear()
+        for worker in self.workers.values():
+            self._stop_worker(worker, fast=fast)
+        if self.listeners is not None:
+            # Stop taking connections at once: refused, a client or balancer tries elsewhere,
+            # while queued behind workers that are leaving it would wait and then be reset.
+            self.listeners.close(unlink=not self._upgrade_alive())
+        if self.watcher_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.watcher_pid, signal.SIGTERM)
+
+    # --- --reload -----------------------------------------------------------------
+
+    def _start_watcher(self) -> None:
+        self.watcher_pid, self.watcher_fd = start_watcher(self.config, [self.wake_r, self.wake_w])
+        self.selector.register(self.watcher_fd, selectors.EVENT_READ)
+
+    def _read_watcher(self) -> None:
+        try:
+            data = os.read(self.watcher_fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self.selector.unregister(self.watcher_fd)
+            os.close(self.watcher_fd)
+            self.watcher_fd = -1
+            return
+        self.watcher_buffer += data
+        for message, argument in parse(self.watcher_buffer):
+            if message == "changed" and not self.stopping:
+                self._reload(f"--reload: {argument} changed", reread=False)
+
+    def _watcher_exited(self, code: int) -> None:
+        self.watcher_pid = 0
+        if not self.stopping:
+            log.error("the --reload watcher exited (code %d); changes are no longer seen", code)
+
+    # --- SIGUSR2 --------------------------------------------------------------------
+
+    def _upgrade(self) -> None:
+        """Start a new master from the same command line; it takes over our sockets.
+
+        Both masters serve until the old one is told to stop (SIGTERM), as with nginx's and
+        gunicorn's binary upgrade; if the new one fails, the old one simply goes on.
+        """
+        if self.upgrade_pid:
+            log.warning("SIGUSR2: a new master (%d) is already running", self.upgrade_pid)
+            return
+        assert self.listeners is not None
+        entries = self.listeners.inheritable()
+        env = dict(self.environ)
+        env[INHERIT_ENV] = inherit_env(entries)
+        argv = [sys.executable, *sys.orig_argv[1:]]
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - replaced by exec
+            try:
+                signal.set_wakeup_fd(-1)
+                for _, _, sock in entries:
+                    os.set_inheritable(sock.fileno(), True)
+                os.execve(sys.executable, argv, env)
+            finally:
+                os._exit(1)
+        self.upgrade_pid = pid
+        log.info(
+            "SIGUSR2: started a new master %d; stop this one (%d) when it serves", pid, self.pid
+        )
+        if self.pid_path:
+            with contextlib.suppress(OSError):
+                os.rename(self.pid_path, self.pid_path + ".oldbin")
+                self.pid_path += ".oldbin"
+
+    def _upgrade_exited(self, code: int) -> None:
+        log.error("the new master %d exited (code %d); this master goes on", self.upgrade_pid, code)
+        self.upgrade_pid = 0
+        if self.pid_path and self.pid_path.endswith(".oldbin"):
+            original = self.pid_path.removesuffix(".oldbin")
+            with contextlib.suppress(OSError):
+                os.rename(self.pid_path, original)
+                self.pid_path = original
+
+    # --- the rest ---------------------------------------------------------------------
+
+    def _write_pid_file(self) -> None:
+        if self.pid_path:
+            try:
+                with open(self.pid_path, "w", encoding="ascii") as file:
+                    file.write(f"{self.pid}\n")
+            except OSError as exc:
+                raise StartupError(f"cannot write --pid {self.pid_path}: {exc.strerror}") from exc
+
+    def _cleanup(self) -> None:
+        for worker in list(self.workers.values()):  # only on an unexpected error in the loop
+            self._signal(worker, signal.SIGKILL)
+        if self.watcher_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.watcher_pid, signal.SIGTERM)
+        if self.listeners is not None:
+            # after SIGUSR2 the new master serves the unix sockets: leave their files
+            self.listeners.close(unlink=not self._upgrade_alive())
+        if self.pid_path:
+            with contextlib.suppress(OSError):
+                if _read_pid(self.pid_path) == self.pid:
+                    os.unlink(self.pid_path)
+        signal.set_wakeup_fd(-1)
+        self.selector.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        self.notifier.close()
+        log.info("master %d: stopped", self.pid)
+
+    def _upgrade_alive(self) -> bool:
+        if not self.upgrade_pid:
+            return False
+        try:
+            os.kill(self.upgrade_pid, 0)
+        except OSError as exc:
+            return exc.errno == errno.EPERM
+        return True
+
+
+_PAGE = resource.getpagesize()
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * _PAGE / 2**20
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _read_pid(path: str) -> int:
+    try:
+        with open(path, encoding="ascii") as file:
+            return int(file.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
