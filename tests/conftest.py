@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,18 +24,28 @@ _LISTENING = re.compile(r"serving .+? on http://127\.0\.0\.1:(\d+)")
 class ServerProcess:
     """A ``python -m portico`` child process; its log is collected in :attr:`log`."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, ready: bool = True):
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        *,
+        command: list[str] | None = None,
+        cwd: Path = APPS,
+        pass_fds: tuple[int, ...] = (),
+    ):
         self.args = args
         self.lines: list[str] = []
         self._port: int | None = None
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portico", *args],
+            [*(command or [sys.executable, "-m", "portico"]), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
-            cwd=str(APPS),
+            cwd=str(cwd),
+            pass_fds=pass_fds,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -98,6 +110,7 @@ class ServerProcess:
         return code
 
     def stop(self) -> int:
+        family = children(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -105,6 +118,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        for pid in family:  # a worker left behind by a killed master
+            if cmdline(pid).startswith("portico:"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self._reader.join(5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
@@ -167,9 +184,16 @@ def serve() -> Iterator[ServerFactory]:
     """``serve("app:app", "--flag", ...)`` starts a server; all are stopped after the test."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> ServerProcess:
+    def start(
+        *args: str,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        bind: bool = True,
+        **options: Any,
+    ) -> ServerProcess:
+        binds = ["--bind", "127.0.0.1:0"] if bind else []
         server = ServerProcess(
-            [*args, "--bind", "127.0.0.1:0", "--log-level", "info"], env=env, ready=ready
+            [*args, *binds, "--log-level", "info"], env=env, ready=ready, **options
         )
         started.append(server)
         return server

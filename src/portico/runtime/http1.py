@@ -263,7 +263,7 @@ class H1Driver(asyncio.Protocol):
             except OSError:  # pragma: no cover - the peer may already be gone
                 pass
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if len(server.connections) >= server.config.max_connections or server.closing:
+        if len(server.connections) >= server.config.max_connections:
             server.warn_limited(
                 "connections",
                 "connection limit reached (%d); refusing connections",
@@ -277,6 +277,10 @@ class H1Driver(asyncio.Protocol):
             return
         server.connections.add(self)
         self.deadline = server.now + self.header_timeout
+        if server.closing:
+            # accepted in the same loop turn that began the shutdown: the client already has
+            # it, so answer its request (with Connection: close) rather than refuse it
+            self.shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -75,7 +75,7 @@ class Server:
             max_header_bytes=config.max_header_bytes,
             max_body_size=config.max_body_size,
         )
-        self.access = AccessLog(enabled=config.access_log)
+        self.access = AccessLog(enabled=config.access_log or config.access_log_file is not None)
         self.server_line = SERVER_LINE if config.server_header else b""
         self.date_line = b""
         self.connections: set[H1Driver] = set()

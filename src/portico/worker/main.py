@@ -9,6 +9,7 @@ deadline (a second Ctrl-C cuts it off at once); SIGUSR1 reopens the log files.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import gc
 import logging
 import os
@@ -104,6 +105,7 @@ def serve(
     preloaded: LoadedApps | None = None,
 ) -> int:
     """Load the app, serve on ``sockets`` until a signal says stop. Returns the exit code."""
+    _enable_stack_dumps()
     apps = preloaded if preloaded is not None else load(config)
     if apps.mounted:
         return _serve_mounted(config, apps, sockets, link)
@@ -123,6 +125,18 @@ def serve(
     finally:
         busy = 0 if pool is None else pool.shutdown()
     return _exit(code, busy)
+
+
+def _enable_stack_dumps() -> None:
+    # SIGABRT from the master (--timeout) dumps every thread's stack to the error log: the
+    # only way to see where a hung worker is stuck. faulthandler writes from the signal
+    # handler itself, so it works while the event loop is blocked.
+    faulthandler.enable(file=logs.error_stream(), all_threads=True)
+
+
+def _reopen_logs() -> None:
+    logs.reopen()
+    _enable_stack_dumps()  # faulthandler holds the old file's descriptor
 
 
 def _exit(code: int, busy: int) -> int:
@@ -246,7 +260,7 @@ async def _run(  # noqa: PLR0917 -- private, called from two places
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGUSR1, logs.reopen)
+    loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
     heartbeat = Heartbeat(config, server, link, loop, lambda: on_signal(signal.SIGTERM))
     link.ready(name)
     log.debug("worker %d ready", os.getpid())
