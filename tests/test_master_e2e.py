@@ -8,9 +8,11 @@ non-2xx responses.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -167,3 +169,32 @@ def test_max_worker_memory_replaces_a_grown_worker(serve: ServerFactory) -> None
     assert wait_until(lambda: grown not in server.worker_pids() and server.worker_pids() != [])
     assert "--max-worker-memory" in server.log
     assert int(httpx.get(server.url).text) != grown
+
+
+def test_a_worker_that_keeps_dying_is_restarted_with_backoff(serve: ServerFactory) -> None:
+    server = serve("master_apps:app")
+    for _ in range(3):
+        server.wait_ready()
+        pid = server.worker_pid
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(server.url + "/exit")
+        assert wait_until(lambda: server.worker_pids() not in ([], [pid]), timeout=10)  # noqa: B023
+    assert "died (exit code 1); starting a new one\n" in server.log + "\n"
+    assert re.search(r"died \(exit code 1\); starting a new one in 0\.5s", server.log)
+    assert re.search(r"died \(exit code 1\); starting a new one in 1\.0s", server.log)
+    assert httpx.get(server.url).status_code == 200
+
+
+def test_hup_rereads_the_config_file(serve: ServerFactory, tmp_path: Path) -> None:
+    config = tmp_path / "portico.toml"
+    config.write_text("server_header = true\n")
+    server = serve("master_apps:app", "--config", str(config))
+    assert httpx.get(server.url).headers["server"] == "portico"
+    config.write_text("server_header = false\n")
+    server.signal(signal.SIGHUP)
+    assert server.wait_for_log("reload complete")
+    assert "server" not in httpx.get(server.url).headers
+    config.write_text("server_header = 'maybe'\n")
+    server.signal(signal.SIGHUP)
+    assert server.wait_for_log("the new configuration is invalid")
+    assert "server" not in httpx.get(server.url).headers

@@ -16,7 +16,7 @@ _hoard: list[bytes] = []
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """``/`` answers the worker's pid; ``/slow?S`` sleeps S seconds; ``/block`` blocks the loop;
-    ``/grow`` keeps 64 MiB more."""
+    ``/grow`` keeps 64 MiB more; ``/exit`` crashes the worker."""
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -31,6 +31,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asyncio.sleep(float(scope["query_string"] or b"1"))
     elif path == "/block":
         blocking_call_in_the_event_loop()
+    elif path == "/exit":
+        os._exit(1)  # a worker that crashes
     elif path == "/grow":
         _hoard.append(os.urandom(1 << 20) * 64)
     await send({"type": "http.response.start", "status": 200, "headers": []})

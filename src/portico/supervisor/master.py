@@ -108,7 +108,7 @@ class Master:
         self.target = config.workers
         self.workers: dict[int, Worker] = {}
         self.vacant: dict[int, float] = {}  # slot -> when to start its worker
-        self.failures: dict[int, int] = {}  # slot -> failed starts in a row
+        self.failures: dict[int, int] = {}  # slot -> workers in a row that died young
         self.replace_queue: deque[Worker] = deque()
         self.replacing: tuple[Worker | None, Worker] | None = None
         self.signals: deque[int] = deque()
@@ -288,7 +288,6 @@ class Master:
     def _on_ready(self, worker: Worker, name: str) -> None:
         worker.ready_at = time.monotonic()
         worker.name = name
-        self.failures.pop(worker.slot, None)
         if self.replacing is not None and self.replacing[1] is worker:
             self.stable_config = self.config
         if not self.announced and self._count_ready() >= self.target:
