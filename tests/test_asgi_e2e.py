@@ -258,7 +258,8 @@ def test_http_disconnect_after_the_response(serve: ServerFactory, tmp_path: Path
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.3)
     deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
+    # the app creates the file, then writes: wait for the content, not for the file
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.read_text() == "http.disconnect"
 

@@ -235,6 +235,28 @@ def test_app_connection_close_is_honoured_and_written_once() -> None:
     assert not conn.keep_alive
 
 
+def test_graceful_close_keeps_the_promise_of_a_response_under_way() -> None:
+    """A shutdown that begins mid-response must not close a connection whose response head
+    already said keep-alive: the client may be sending its next request; that one is answered
+    with ``Connection: close``."""
+    conn = connection()
+    head = head_of(conn.response_start(200, [], b"", end=False))
+    assert b"connection" not in head
+    conn.close_after_response()
+    conn.response_body(b"done", end=True)
+    assert conn.keep_alive
+    assert requests(conn.receive_data(GET))
+    assert b"connection: close\r\n" in head_of(conn.response_start(200, [], b"ok"))
+    assert not conn.keep_alive
+
+
+def test_graceful_close_before_the_response_closes_after_it() -> None:
+    conn = connection()
+    conn.close_after_response()
+    assert b"connection: close\r\n" in head_of(conn.response_start(200, [], b"ok"))
+    assert not conn.keep_alive
+
+
 def test_http10_keep_alive_request() -> None:
     conn = connection(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     head = head_of(conn.response_start(200, [], b"ok"))

@@ -116,6 +116,9 @@ class H1Connection:
         self._stream_id = 0
         self._failed = False  # an error was reported; input is ignored from now on
         self._closing = False  # the connection ends after the current response
+        # graceful shutdown: the next response says Connection: close; one already sent with
+        # keep-alive is honoured (its client may be sending the next request already)
+        self._draining = False
         self._in_head = False
         self._raw_head_bytes = 0
         self._checked_host = b""
@@ -441,7 +444,7 @@ class H1Connection:
         exchange = self._exchanges[0]
         if exchange.response_started:
             raise AppError("response already started")
-        if self._closing:
+        if self._closing or self._draining:
             exchange.keep_alive = False
         content_length: int | None = None
         chunked = False
@@ -590,8 +593,12 @@ class H1Connection:
         )
 
     def close_after_response(self) -> None:
-        """End the connection after the current response (graceful shutdown)."""
-        self._closing = True
+        """Graceful shutdown: the next response that starts ends the connection.
+
+        A response already under way keeps what its head promised: if that was keep-alive, the
+        connection stays open for one more request, answered with ``Connection: close``.
+        """
+        self._draining = True
 
     def abandon_current(self) -> None:
         """Forget the current exchange after a failed response; the connection must close."""

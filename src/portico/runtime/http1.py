@@ -470,7 +470,7 @@ class H1Driver(asyncio.Protocol):
                 server.now - stream.start_time,
             )
         self.current = None
-        if not self.proto.keep_alive or server.closing:
+        if not self.proto.keep_alive:
             self._close()
             return
         if self.queue:
@@ -483,6 +483,10 @@ class H1Driver(asyncio.Protocol):
         elif self.eof:
             self._close()
             return
+        elif server.closing:
+            # the response promised keep-alive before the shutdown began: wait briefly for the
+            # request its client may already be sending, and answer it with Connection: close
+            self.deadline = server.now + IDLE_SHUTDOWN_GRACE
         else:
             self.deadline = server.now + self.keepalive_timeout
         if self._read_paused:

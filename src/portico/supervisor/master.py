@@ -584,7 +584,11 @@ class Master:
     # --- --reload -----------------------------------------------------------------
 
     def _start_watcher(self) -> None:
-        self.watcher_pid, self.watcher_fd = start_watcher(self.config, [self.wake_r, self.wake_w])
+        assert self.listeners is not None
+        # the watcher must not hold the listening sockets: a copy would keep a dropped
+        # --reuse-port socket open, queueing connections that no worker accepts
+        private = [self.wake_r, self.wake_w, *(sock.fileno() for sock in self.listeners.all())]
+        self.watcher_pid, self.watcher_fd = start_watcher(self.config, private)
         self.selector.register(self.watcher_fd, selectors.EVENT_READ)
 
     def _read_watcher(self) -> None:
