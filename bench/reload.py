@@ -69,9 +69,10 @@ def children(pid: int) -> set[int]:
 
 
 def measure(name: str, argv: list[str], args: argparse.Namespace, log: Path) -> dict[str, object]:
-    spec = servers.ServerSpec(
-        name, name.split(maxsplit=1)[0], "ASGI", lambda port: [a.replace("{port}", str(port)) for a in argv]
-    )
+    def command(port: int) -> list[str]:
+        return [arg.replace("{port}", str(port)) for arg in argv]
+
+    spec = servers.ServerSpec(name, name.split(maxsplit=1)[0], "ASGI", command)
     server = servers.RunningServer(spec, cpu=None, cwd=BENCH_DIR.parent, log_path=log)
     try:
         server.wait_ready(30)
