@@ -104,7 +104,9 @@ def measure(name: str, argv: list[str], args: argparse.Namespace, log: Path) -> 
             "failed": result.errors,
             "detail": f"non-2xx {result.non2xx}, "
             + ", ".join(f"{k} {v}" for k, v in result.socket_errors.items()),
-            "replaced": bool(before) and not before & after,
+            # both workers gone (a helper process, like multiprocessing's resource tracker,
+            # may stay)
+            "replaced": len(before - after) >= 2,
         }
     except (servers.ServerError, wrk.WrkError) as exc:
         return {"server": name, "requests": 0, "failed": -1, "detail": str(exc), "replaced": False}
