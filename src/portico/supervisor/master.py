@@ -344,7 +344,7 @@ class Master:
     def _worker_exited(self, worker: Worker, code: int) -> None:
         worker.exited = True
         self._close_pipe(worker)
-        how = f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+        how = _describe_exit(code)
         if worker.stopping_at is not None:
             log.debug("worker %d stopped (%s)", worker.pid, how)
             return
@@ -692,6 +692,15 @@ class Master:
         except OSError as exc:
             return exc.errno == errno.EPERM
         return True
+
+
+def _describe_exit(code: int) -> str:
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:  # a real-time signal has no name
+        return f"signal {-code}"
 
 
 _PAGE = resource.getpagesize()
