@@ -11,6 +11,8 @@ from collections.abc import Awaitable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.protocol import CLIENT
 from websockets.protocol import Protocol as ClientProtocol
@@ -222,6 +224,69 @@ def test_send_and_close_from_the_server() -> None:
     assert server.data_to_send() == [b""]  # then the server closes TCP first (RFC 6455 §7.1.1)
     server.receive_eof()
     assert server.closed
+
+
+# Messages a client may send, each as (kind, payload, fragment sizes); pings may come between.
+_messages = st.lists(
+    st.tuples(
+        st.sampled_from(["text", "binary", "ping"]),
+        st.binary(max_size=300) | st.text(max_size=100).map(str.encode),
+        st.lists(st.integers(1, 50), max_size=3),
+    ),
+    max_size=8,
+)
+
+
+def _client_stream(messages: list[tuple[str, bytes, list[int]]]) -> tuple[bytes, list[Any]]:
+    client = ClientProtocol(CLIENT)
+    expected: list[Any] = []
+    for kind, raw, cuts in messages:
+        if kind == "ping":
+            client.send_ping(raw[:125])
+            continue
+        payload = raw.decode("utf-8", "replace").encode() if kind == "text" else raw
+        pieces, rest = [], payload
+        for cut in cuts:
+            pieces.append(rest[:cut])
+            rest = rest[cut:]
+        pieces.append(rest)
+        send = client.send_text if kind == "text" else client.send_binary
+        send(pieces[0], fin=len(pieces) == 1)
+        for i, piece in enumerate(pieces[1:], 2):
+            client.send_continuation(piece, fin=i == len(pieces))
+        expected.append(payload.decode() if kind == "text" else payload)
+    return client_bytes(client), expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(_messages, st.lists(st.integers(1, 40), max_size=20))
+def test_any_split_of_the_input_gives_the_same_messages(
+    messages: list[tuple[str, bytes, list[int]]], splits: list[int]
+) -> None:
+    # The short path cuts frames itself and hands the rest to the library whole: wherever the
+    # reads end (even right after a frame's first two bytes), the messages are the same.
+    data, expected = _client_stream(messages)
+    server = WSConnection(WSOptions(), None)
+    got: list[Any] = []
+    pos = 0
+    for size in splits:
+        got += server.receive_data(data[pos : pos + size])
+        pos += size
+    got += server.receive_data(data[pos:])
+    assert got == expected
+    assert server.open
+
+
+def test_unmasked_frames_fail_with_1002_and_oversized_ones_at_once_with_1009() -> None:
+    server = WSConnection(WSOptions(), None)
+    assert server.receive_data(b"\x81\x02hi") == []  # RFC 6455 §5.1: clients must mask
+    [close] = server_frames(server)
+    assert struct.unpack("!H", close.data[:2])[0] == 1002
+    server = WSConnection(WSOptions(max_message_size=1000), None)
+    # a 2 GiB frame is refused on its header, before any of its payload is buffered
+    assert server.receive_data(b"\x82\xff" + (1 << 31).to_bytes(8) + b"mask") == []
+    [close] = server_frames(server)
+    assert struct.unpack("!H", close.data[:2])[0] == 1009
 
 
 # --- the HTTP/1.1 hand-over -------------------------------------------------------------------

@@ -20,6 +20,7 @@ import binascii
 import codecs
 import hashlib
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, cast
@@ -33,6 +34,11 @@ from websockets.extensions.permessage_deflate import (
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.headers import build_extension, parse_extension, parse_subprotocol
 from websockets.protocol import SERVER, State
+
+try:  # the library's C unmasking, built with its wheels; pure Python elsewhere
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a platform without websockets' wheels
+    from websockets.utils import apply_mask
 from websockets.protocol import Protocol as _Protocol
 
 from portico.errors import AppError
@@ -234,6 +240,8 @@ _TEXT, _BINARY, _CONT, _PING, _PONG, _CLOSE = (
     Opcode.CLOSE,
 )
 _OPEN, _CLOSED = State.OPEN, State.CLOSED
+_HEAD16: Final = struct.Struct("!BBH").pack
+_HEAD64: Final = struct.Struct("!BBQ").pack
 _Utf8Decoder: Final[Callable[[], codecs.IncrementalDecoder]] = codecs.getincrementaldecoder("utf-8")
 
 
@@ -257,6 +265,15 @@ class WSConnection:
     After each ``receive_*``, ``send_*`` or :meth:`fail` call, write :meth:`data_to_send`; an
     empty ``bytes`` in it means "half-close the TCP connection now" (the server closes the TCP
     connection first, RFC 6455 §7.1.1).
+
+    The common frame takes a short path past the library, which spends most of a small
+    message's cost in its generator-based parser: :meth:`receive_data` first cuts the input into
+    whole frames itself (RFC 6455 §5.2), unmasks an unfragmented, uncompressed text or binary
+    frame with the library's C ``apply_mask`` and decodes it here, and hands every other frame
+    (control frames, fragments, compressed or malformed ones) to the library whole, one at a
+    time, so that the library's parser is always at a frame boundary when a short-path frame
+    goes by it. Likewise a message sent without compression is framed here (an unmasked server
+    frame is two to ten bytes of header, §5.2) and queued in the library's own output, in order.
     """
 
     def __init__(self, options: WSOptions, extension: PerMessageDeflate | None) -> None:
@@ -264,6 +281,9 @@ class WSConnection:
         self._proto = proto = _ServerProtocol(SERVER, max_size=limit, logger=_library_log)
         if extension is not None:
             proto.extensions = [extension]
+        self._limit = options.max_message_size
+        self._plain = extension is None  # messages are sent uncompressed: frame them here
+        self._buffer = b""  # the start of a frame not complete yet
         self._parts: list[bytes] = []
         self._text_parts: list[str] = []
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -290,9 +310,64 @@ class WSConnection:
 
     def receive_data(self, data: bytes) -> list[Message]:
         """Feed bytes from the client; return the messages they complete."""
-        proto = self._proto
-        proto.receive_data(data)
+        buffer = self._buffer + data if self._buffer else data
         messages: list[Message] = []
+        proto = self._proto
+        view = memoryview(buffer)
+        size = len(buffer)
+        pos = 0
+        while size - pos >= 2:
+            if proto.state is not _OPEN:
+                self._library(view[pos:], messages)  # closing: the library discards the rest
+                pos = size
+                break
+            first = buffer[pos]
+            second = buffer[pos + 1]
+            length = second & 0x7F
+            head = pos + 2
+            if length == 126:
+                head = pos + 4
+                length = int.from_bytes(view[pos + 2 : head])
+            elif length == 127:
+                head = pos + 10
+                length = int.from_bytes(view[pos + 2 : head])
+            if head > size:
+                break
+            limit = self._limit
+            if limit and length > limit:
+                self._library(view[pos:], messages)  # the library fails it with 1009 at once
+                pos = size
+                break
+            masked = second & 0x80
+            end = head + length + (4 if masked else 0)
+            if end > size:
+                break
+            opcode = first & 0x0F
+            # FIN set, RSV bits clear, masked (RFC 6455 §5.1), text or binary, no message open
+            if first & 0xF0 == 0x80 and masked and opcode <= 2 and proto.current_size is None:
+                if opcode == 0:  # a continuation with no message open: the library fails it
+                    self._library(view[pos:end], messages)
+                else:
+                    payload = apply_mask(view[head + 4 : end], buffer[head : head + 4])
+                    if opcode == 1:
+                        try:
+                            messages.append(payload.decode())
+                        except UnicodeDecodeError:
+                            self._invalid_utf8()
+                            pos = size
+                            break
+                    else:
+                        messages.append(payload)
+            else:
+                self._library(view[pos:end], messages)
+            pos = end
+        self._buffer = buffer[pos:] if pos < size else b""
+        return messages
+
+    def _library(self, data: memoryview, messages: list[Message]) -> None:
+        """Let the library parse ``data`` (whole frames, or anything once closing)."""
+        proto = self._proto
+        proto.receive_data(bytes(data))
         # a server-side protocol created OPEN only ever returns frames
         for frame in cast("list[Frame]", proto.events_received()):
             opcode = frame.opcode
@@ -335,7 +410,6 @@ class WSConnection:
                 if close is not None:
                     self.close_received = (close.code, close.reason)
             # a ping was already answered by the library (RFC 6455 §5.5.2)
-        return messages
 
     def _decode(self, data: bytes, final: bool) -> bool:
         decoder = self._decoder
@@ -357,10 +431,28 @@ class WSConnection:
         self._proto.receive_eof()
 
     def send_text(self, text: str) -> None:
-        self._proto.send_text(text.encode())
+        if self._plain and self._proto.state is _OPEN:
+            self._frame(0x81, text.encode())
+        else:
+            self._proto.send_text(text.encode())
 
     def send_bytes(self, data: bytes) -> None:
-        self._proto.send_binary(data)
+        if self._plain and self._proto.state is _OPEN:
+            self._frame(0x82, data)
+        else:
+            self._proto.send_binary(data)
+
+    def _frame(self, first: int, payload: bytes) -> None:
+        # RFC 6455 §5.2: FIN + opcode, then the length in 7, 7+16 or 7+64 bits; a server's
+        # frames are not masked (§5.1)
+        n = len(payload)
+        writes = self._proto.writes
+        if n < 126:
+            writes.append(bytes((first, n)) + payload)
+        elif n < 65536:
+            writes.append(_HEAD16(first, 126, n) + payload)
+        else:
+            writes += (_HEAD64(first, 127, n), payload)
 
     def send_ping(self, data: bytes) -> None:
         self._proto.send_ping(data)
