@@ -469,6 +469,11 @@ def test_denial_response_in_pieces() -> None:
         ([], [("respond", 500, b"Internal Server Error\n", True)]),
         # after accepting: 1011
         ([{"type": "websocket.accept"}], [("accept", None, []), ("close", 1011, "")]),
+        # after a denial response started but before its body: nothing was written, so 500
+        (
+            [{"type": "websocket.http.response.start", "status": 400}],
+            [("respond", 500, b"Internal Server Error\n", True)],
+        ),
         # during a denial response: the connection is dropped
         (
             [

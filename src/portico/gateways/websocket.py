@@ -185,9 +185,9 @@ class WebSocketCycle:
         state = self._state
         if state == _CONNECTED:
             channel.close(INTERNAL_ERROR, "")
-        elif state == _RESPONDING:
+        elif state == _RESPONDING and self._pending is None:
             channel.abort()  # a truncated response must not look whole
-        elif state != _CLOSED and not channel.disconnected:
+        elif state != _CLOSED and not channel.disconnected:  # nothing written yet
             channel.respond(500, list(_ERROR_HEADERS), _ERROR_BODY, True)
         self._state = _CLOSED
 
