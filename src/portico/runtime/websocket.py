@@ -160,8 +160,8 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
         settings = self._settings
         self.ws = WSConnection(settings.protocol, self._handshake.extension)
         self.transport = transport
+        transport.set_protocol(self)  # first: the new limits may pause or resume writing
         transport.set_write_buffer_limits(high=settings.write_limit)
-        transport.set_protocol(self)
         transport.write(response)
         server.connections.add(self)
         if server.access.enabled:
