@@ -22,6 +22,8 @@ HOT_PATH = [
     "src/portico/gateways/asgi.py",
     "src/portico/runtime/http1.py",
     "src/portico/runtime/server.py",
+    "src/portico/protocols/websocket.py",
+    "src/portico/runtime/websocket.py",
 ]
 
 

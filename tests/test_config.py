@@ -95,6 +95,14 @@ EXPECTED_FIELDS = {
     "backlog": 2048,
     "loop": "auto",
     "graceful_timeout": 30.0,
+    "ws_max_message_size": 1048576,
+    "ws_max_queue": 16,
+    "ws_ping_interval": 20.0,
+    "ws_ping_timeout": 20.0,
+    "ws_per_message_deflate": True,
+    "ws_deflate_window_bits": 12,
+    "ws_deflate_memory_level": 5,
+    "ws_write_limit": 65536,
     "config_file": None,
 }
 

@@ -108,7 +108,7 @@ def test_seconds_or_zero_and_strings_kinds() -> None:
     assert kinds.SECONDS_OR_ZERO.convert("0") == 0.0
     assert kinds.SECONDS_OR_ZERO.convert(0) == 0.0
     assert kinds.SECONDS_OR_ZERO.convert("2.5") == 2.5
-    with pytest.raises(ValueError, match="> 0"):
+    with pytest.raises(ValueError, match="> 0 \\(or 0\\)"):
         kinds.SECONDS_OR_ZERO.convert("-1")
     assert kinds.STRINGS.convert("*.py, *.html") == ("*.py", "*.html")
     assert kinds.STRINGS.convert(["*.py"]) == ("*.py",)

@@ -4,6 +4,8 @@ Routes: ``/`` plain text, ``/json`` a small JSON document serialised per request
 pre-built 1 MiB body sent in one ``http.response.body`` message, ``/echo`` the request body read
 whole (looping on ``more_body``) and sent back. Every response carries Content-Length. The app
 also answers the lifespan protocol so servers that run it do not log a warning.
+
+A WebSocket on any path is accepted and echoes every message back as it came (``bench/ws.py``).
 """
 
 from __future__ import annotations
@@ -63,10 +65,27 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+async def _ws_echo(receive: Receive, send: Send) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        text = message.get("text")
+        if text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     kind = scope["type"]
     if kind == "lifespan":
         await _lifespan(receive, send)
+        return
+    if kind == "websocket":
+        await _ws_echo(receive, send)
         return
     if kind != "http":
         return

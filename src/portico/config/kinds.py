@@ -69,8 +69,8 @@ def _convert_optional_str(raw: object) -> str | None:
     return _convert_str(raw)
 
 
-def integer(minimum: int) -> Kind[int]:
-    """An integer that is at least ``minimum``."""
+def integer(minimum: int, maximum: int | None = None) -> Kind[int]:
+    """An integer that is at least ``minimum`` (and at most ``maximum``, when given)."""
 
     def convert(raw: object) -> int:
         if isinstance(raw, bool) or not isinstance(raw, int | str):
@@ -84,12 +84,16 @@ def integer(minimum: int) -> Kind[int]:
             value = raw
         if value < minimum:
             raise ValueError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be <= {maximum}, got {value}")
         return value
 
+    if maximum is not None:
+        return Kind(f"integer {minimum}..{maximum}", convert, metavar="N")
     return Kind(f"integer >= {minimum}", convert, metavar="N")
 
 
-def _convert_seconds(raw: object) -> float:
+def _convert_seconds(raw: object, *, zero: bool = False) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueError(f"expected a number of seconds, got {_type_name(raw)}")
     if isinstance(raw, str):
@@ -99,15 +103,15 @@ def _convert_seconds(raw: object) -> float:
             raise ValueError(f"expected a number of seconds, got {raw!r}") from None
     else:
         value = float(raw)
+    if zero and value == 0:
+        return value
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"must be a finite number > 0, got {raw!r}")
+        raise ValueError(f"must be a finite number > 0{' (or 0)' if zero else ''}, got {raw!r}")
     return value
 
 
 def _convert_seconds_or_zero(raw: object) -> float:
-    if raw in (0, "0") or (isinstance(raw, str) and raw.strip() in ("0", "0.0")):
-        return 0.0
-    return _convert_seconds(raw)
+    return _convert_seconds(raw, zero=True)
 
 
 def _convert_mode(raw: object) -> int | None:

@@ -381,6 +381,67 @@ class Config:
         "(Kubernetes waits 30 s before SIGKILL by default).",
         flags=("--graceful-timeout",),
     )
+    ws_max_message_size: int = _setting(
+        1048576,
+        kinds.integer(0),
+        "Largest WebSocket message accepted, in bytes, after decompression (0: unlimited); "
+        "a larger one closes the connection with 1009 (RFC 6455 §7.4.1). 1 MiB, as uvicorn "
+        "and the websockets library.",
+        flags=("--ws-max-message-size",),
+    )
+    ws_max_queue: int = _setting(
+        16,
+        kinds.integer(1),
+        "Most received WebSocket messages waiting for the app's `receive`; when the queue is "
+        "full Portico stops reading the socket (TCP pushes back on the client). Memory per "
+        "connection is bounded by this times `ws_max_message_size`.",
+        flags=("--ws-max-queue",),
+    )
+    ws_ping_interval: float = _setting(
+        20.0,
+        kinds.SECONDS_OR_ZERO,
+        "Seconds between keepalive pings on an open WebSocket (0: no pings). Pings keep "
+        "proxies from closing idle connections and find clients that vanished.",
+        flags=("--ws-ping-interval",),
+    )
+    ws_ping_timeout: float = _setting(
+        20.0,
+        kinds.SECONDS,
+        "Seconds a client has to answer a ping (else the connection closes with 1011) and to "
+        "answer a close frame (else the TCP connection is dropped).",
+        flags=("--ws-ping-timeout",),
+    )
+    ws_per_message_deflate: bool = _setting(
+        True,
+        kinds.BOOL,
+        "Negotiate permessage-deflate compression (RFC 7692) with clients that offer it.",
+        flags=("--ws-per-message-deflate", "--no-ws-per-message-deflate"),
+    )
+    ws_deflate_window_bits: int = _setting(
+        12,
+        kinds.integer(9, 15),
+        "Base-2 log of the deflate window, for Portico's compressor and (when the client lets "
+        "the server choose, RFC 7692 §7.1.2.2) the client's. zlib's compressor keeps "
+        "`2 ** (bits + 2)` bytes for it and the decompressor `2 ** bits`: at 12, 20 KiB per "
+        "connection instead of zlib's 160 KiB at 15, for little loss of ratio on typical "
+        "messages (the websockets library's default too).",
+        flags=("--ws-deflate-window-bits",),
+    )
+    ws_deflate_memory_level: int = _setting(
+        5,
+        kinds.integer(1, 9),
+        "zlib memory level of the compressor (1-9): its internal state takes "
+        "`2 ** (level + 9)` bytes, 16 KiB at 5 instead of 128 KiB at zlib's default 8.",
+        flags=("--ws-deflate-memory-level",),
+    )
+    ws_write_limit: int = _setting(
+        65536,
+        kinds.integer(1),
+        "High-water mark of a WebSocket's write buffer, in bytes: above it the app's `send` "
+        "waits until the client has read enough, so a slow client slows the app instead of "
+        "growing the worker's memory.",
+        flags=("--ws-write-limit",),
+    )
     config_file: str | None = _setting(
         None,
         kinds.TOML_FILE,

@@ -68,15 +68,21 @@ def decode_path(raw_path: bytes) -> str:
     return path
 
 
-def http_scope(stream: Stream, root_path: str, state: dict[str, Any]) -> Scope:
-    """Build the ``http`` scope of one request."""
-    request = stream.request
-    raw_path = request.raw_path
+def scope_path(raw_path: bytes, root_path: str) -> str:
+    """ASGI ``path`` of a request: decoded, and including ``root_path``."""
     path = decode_path(raw_path)
     if root_path and not path.startswith(root_path):
         # ASGI: path includes root_path (the mount prefix); a proxy that strips the prefix
         # leaves it to us to add it back.
         path = root_path + path
+    return path
+
+
+def http_scope(stream: Stream, root_path: str, state: dict[str, Any]) -> Scope:
+    """Build the ``http`` scope of one request."""
+    request = stream.request
+    raw_path = request.raw_path
+    path = scope_path(raw_path, root_path)
     return {
         "type": "http",
         "asgi": _ASGI_VERSION,

@@ -122,6 +122,11 @@ class H1Connection:
         self._in_head = False
         self._raw_head_bytes = 0
         self._checked_host = b""
+        #: the stream id of a WebSocket upgrade request (RFC 6455 §4.1) whose answer decides
+        #: what the bytes after it are; 0 when there is none (see :meth:`release_upgrade`)
+        self.upgrade_held = 0
+        self._held = b""
+        self._ws_candidate = 0
         self._reset_message()
 
     # ------------------------------------------------------------------ input
@@ -143,6 +148,9 @@ class H1Connection:
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the client; return the events they complete (possibly none)."""
         if self._failed:
+            return []
+        if self.upgrade_held:
+            self._held += data  # the driver stops reading while it holds: bounded by one read
             return []
         events: list[Event] = []
         self._events = events
@@ -223,11 +231,36 @@ class H1Connection:
             # body as the next request. Without a protocol to switch to, refuse instead of guess.
             self._fail(400, "request body with Upgrade is not supported")
             return
+        if self._ws_candidate == self._stream_id:
+            # A WebSocket handshake: if the app accepts it, what follows is WebSocket frames,
+            # never HTTP. Hold it until the driver knows (take_upgrade or release_upgrade).
+            self.upgrade_held = self._stream_id
+            self._held = tail
+            return
         # RFC 9110 §7.8: a server may ignore Upgrade and answer as usual. The message ended at
         # the offset llhttp reported, so the tail is the next request; go on with a new parser.
         self._parser = httptools.HttpRequestParser(self)
         if tail:
             self._events.extend(self.receive_data(tail))
+
+    def take_upgrade(self) -> bytes:
+        """The protocol switched (RFC 9110 §15.2.2): return the held bytes; HTTP ends here."""
+        tail = self._held
+        self._held = b""
+        self.upgrade_held = 0
+        self._failed = True  # nothing more is parsed as HTTP
+        self._closing = True
+        return tail
+
+    def release_upgrade(self) -> list[Event]:
+        """The held upgrade is answered as an ordinary request (a WSGI app): parse on."""
+        if not self.upgrade_held:
+            return []
+        tail = self._held
+        self._held = b""
+        self.upgrade_held = 0
+        self._parser = httptools.HttpRequestParser(self)
+        return self.receive_data(tail) if tail else []
 
     # httptools callbacks -------------------------------------------------
 
@@ -337,6 +370,8 @@ class H1Connection:
             # a smuggling vector. With no protocol to switch to, refuse instead of guessing.
             raise BadRequest("request body with Upgrade is not supported")
         self._stream_id = stream_id = self._stream_id + 1
+        if self._upgrade is not None:
+            self._note_upgrade(method, version, stream_id)
         exchange = Exchange(
             stream_id,
             version,
@@ -370,6 +405,19 @@ class H1Connection:
             # fields after the body are the trailer section; collect them apart (RFC 9112 §7.1.2)
             self._trailers = self._headers = []
             self._header_bytes = 0
+
+    def _note_upgrade(self, method: str, version: str, stream_id: int) -> None:
+        # RFC 6455 §4.1: a GET on HTTP/1.1 or later, with Connection: upgrade (llhttp reports
+        # should_upgrade only then) and websocket among the Upgrade tokens
+        upgrade = self._upgrade
+        if (
+            method == "GET"
+            and version == "1.1"
+            and upgrade is not None
+            and self._parser.should_upgrade()
+            and b"websocket" in [token.strip().lower() for token in upgrade.split(b",")]
+        ):
+            self._ws_candidate = stream_id
 
     def on_body(self, body: bytes) -> None:
         limit = self._max_body_size

@@ -354,6 +354,7 @@ class H1Driver(asyncio.Protocol):
             self.queue
             or self._read_paused
             or self.pending_error is not None
+            or self.proto.upgrade_held
             or (last is not None and last.buffered > BODY_HIGH_WATER)
         ):
             self._update_reading()
@@ -420,6 +421,7 @@ class H1Driver(asyncio.Protocol):
         pause = (
             bool(self.queue)
             or self.pending_error is not None
+            or bool(self.proto.upgrade_held)  # the app's answer decides what the rest is
             or (last is not None and last.buffered > BODY_HIGH_WATER)
         )
         if pause != self._read_paused:
@@ -469,6 +471,13 @@ class H1Driver(asyncio.Protocol):
                 stream.sent_bytes,
                 server.now - stream.start_time,
             )
+        proto = self.proto
+        if proto.upgrade_held and proto.keep_alive:
+            # a WebSocket handshake answered without switching (a 503): what followed it is
+            # the next request (RFC 9110 §7.8)
+            events = proto.release_upgrade()
+            if events:
+                self._handle(events)
         self.current = None
         if not self.proto.keep_alive:
             self._close()
@@ -491,6 +500,29 @@ class H1Driver(asyncio.Protocol):
             self.deadline = server.now + self.keepalive_timeout
         if self._read_paused:
             self._update_reading()
+
+    def websocket_upgrade(self, stream: H1Stream) -> bool:
+        """Whether ``stream`` is a WebSocket handshake held for the app to answer."""
+        return self.proto.upgrade_held == stream.request.stream_id
+
+    def decline_upgrade(self) -> None:
+        """Serve a held WebSocket handshake as an ordinary request: parse what followed it."""
+        events = self.proto.release_upgrade()
+        if events:
+            self._handle(events)
+        else:
+            self._update_reading()
+
+    def detach(self) -> bytes:
+        """The app accepted a WebSocket: let go of the transport; return the bytes after the head.
+
+        The caller makes itself the transport's protocol; this driver is done with it.
+        """
+        self.closed = True
+        self.current = None
+        self.queue.clear()
+        self.server.connection_closed(self)
+        return self.proto.take_upgrade()
 
     def on_timeout(self) -> None:
         """Called by the server's ticker when ``deadline`` has passed."""

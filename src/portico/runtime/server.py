@@ -6,12 +6,13 @@ import asyncio
 import logging
 import socket
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from portico.gateways.asgi import ASGIApp, HTTPCycle, http_scope
 from portico.logs import AccessLog
 from portico.protocols.http11 import H1Limits
 from portico.runtime.http1 import H1Driver, H1Stream
+from portico.runtime.websocket import WSSettings, serve_websocket
 
 if TYPE_CHECKING:
     from portico.config import Config
@@ -21,6 +22,19 @@ log = logging.getLogger("portico.error")
 
 SERVER_LINE = b"server: portico\r\n"
 _NOT_FOUND_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+class Connection(Protocol):
+    """What the server asks of a live connection: an HTTP/1.1 driver or a WebSocket."""
+
+    #: when the ticker calls :meth:`on_timeout` (0: never)
+    deadline: float
+
+    def on_timeout(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class Mount:
@@ -75,10 +89,11 @@ class Server:
             max_header_bytes=config.max_header_bytes,
             max_body_size=config.max_body_size,
         )
+        self.websocket = WSSettings.from_config(config)
         self.access = AccessLog(enabled=config.access_log or config.access_log_file is not None)
         self.server_line = SERVER_LINE if config.server_header else b""
         self.date_line = b""
-        self.connections: set[H1Driver] = set()
+        self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         #: requests handed to the app so far (``--max-requests`` recycles the worker)
@@ -100,6 +115,11 @@ class Server:
             self._dispatch_mounted(stream, self.mounts)
             return
         wsgi = self.wsgi
+        if stream.request.upgrade is not None and stream.conn.websocket_upgrade(stream):
+            if wsgi is None:
+                serve_websocket(self, stream, self.app, self.root_path, self.state)
+                return
+            stream.conn.decline_upgrade()  # WSGI has no WebSocket: an ordinary request
         if wsgi is not None:
             wsgi.dispatch(stream)
             return
@@ -113,8 +133,14 @@ class Server:
 
     def _dispatch_mounted(self, stream: H1Stream, mounts: list[Mount]) -> None:
         path = stream.request.raw_path
+        upgrade = stream.request.upgrade is not None and stream.conn.websocket_upgrade(stream)
         for mount in mounts:  # longest prefix first
             if mount.matches(path):
+                if upgrade and mount.app is not None:
+                    serve_websocket(self, stream, mount.app, mount.root_path, mount.state)
+                    return
+                if upgrade:
+                    stream.conn.decline_upgrade()
                 if mount.wsgi is not None:
                     mount.wsgi.dispatch(stream)
                     return
@@ -124,6 +150,8 @@ class Server:
                 self.tasks.add(task)
                 stream.task = task
                 return
+        if upgrade:
+            stream.conn.decline_upgrade()
         stream.start(404, list(_NOT_FOUND_HEADERS), b"Not Found\n", True)
         self.app_finished(stream)
 
@@ -164,7 +192,7 @@ class Server:
             conn.on_timeout()
         self._ticker = self.loop.call_later(1.0, self._tick)
 
-    def connection_closed(self, conn: H1Driver) -> None:
+    def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
         if self.closing:
             self._check_drained()
