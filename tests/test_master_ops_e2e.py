@@ -213,15 +213,21 @@ def test_reload_picks_up_an_edit_and_survives_a_broken_one(
     assert httpx.get(server.url).text == "one"
     assert any("reloader" in cmdline(pid) for pid in children(server.proc.pid))
 
+    def answers() -> set[str]:
+        return {httpx.get(server.url).text for _ in range(20)}  # a new connection each
+
     source.write_text(APP_SOURCE.replace("VERSION", "two"))
-    assert wait_until(lambda: httpx.get(server.url).text == "two", timeout=15)
+    # workers are replaced one at a time: wait until the rollout is complete
+    assert wait_until(lambda: server.log.count("reload complete") == 1, timeout=15)
+    assert wait_until(lambda: answers() == {"two"})  # once the old workers stopped accepting
 
     source.write_text("this is not python\n")
     assert server.wait_for_log("failed to start", timeout=15)
-    assert httpx.get(server.url).text == "two"  # the old workers keep serving
+    assert answers() == {"two"}  # the old workers keep serving
 
     source.write_text(APP_SOURCE.replace("VERSION", "three"))
-    assert wait_until(lambda: httpx.get(server.url).text == "three", timeout=15)
+    assert wait_until(lambda: server.log.count("reload complete") == 2, timeout=15)
+    assert wait_until(lambda: answers() == {"three"})
     assert server.stop() == 0
 
 
