@@ -357,11 +357,11 @@ def test_a_client_that_stops_reading_cannot_grow_the_worker(serve: ServerFactory
     # The app sends 64 KiB messages as fast as it may: without backpressure it would buffer
     # hundreds of MiB in a few seconds; with it, send() waits once the write buffer is full.
     server = serve("ws_apps:flood")
-    baseline = rss_kib(server.proc.pid)
+    baseline = rss_kib(server.worker_pid)
     raw = RawWebSocket(server.port)
     raw.read_frame()  # it is sending
     time.sleep(3)
-    grown = rss_kib(server.proc.pid) - baseline
+    grown = rss_kib(server.worker_pid) - baseline
     assert grown < 16 * 1024, f"worker grew by {grown} KiB"
     for _ in range(50):  # and the stream is intact when the client reads again
         opcode, payload = raw.read_frame()
@@ -373,7 +373,7 @@ def test_an_app_that_stops_reading_pushes_back_on_the_client(serve: ServerFactor
     # The app never calls receive(): Portico queues --ws-max-queue messages, then stops reading
     # the socket, so the client's sends block instead of the worker buffering them.
     server = serve("ws_apps:sink", "--ws-max-queue", "4", "--graceful-timeout", "1")
-    baseline = rss_kib(server.proc.pid)
+    baseline = rss_kib(server.worker_pid)
     raw = RawWebSocket(server.port)
     raw.sock.settimeout(2)
     sent = 0
@@ -383,7 +383,7 @@ def test_an_app_that_stops_reading_pushes_back_on_the_client(serve: ServerFactor
             raw.send_frame(0x2, message)
             sent += 1
     assert sent < 200
-    grown = rss_kib(server.proc.pid) - baseline
+    grown = rss_kib(server.worker_pid) - baseline
     assert grown < 16 * 1024, f"worker grew by {grown} KiB"
     raw.close()
 
