@@ -322,3 +322,46 @@ def _short(value: float) -> str:
     if value >= 10_000:
         return f"{value / 1000:.1f}k"
     return f"{value:,.0f}"
+
+
+def bar_chart(path: Path, values: dict[str, float], *, title: str, ylabel: str) -> bool:
+    """One panel of bars, Portico's in its colour; for the side scenarios (WebSocket echo,
+    failures during reloads). False if matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: PLC0415 - optional: the tables do not need it
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return False
+    names = list(values)
+    peers = [n for n in names if not n.startswith("portico")]
+    colours = [
+        PORTICO_COLOUR if n.startswith("portico") else PEER_COLOURS[peers.index(n) % 6]
+        for n in names
+    ]
+    fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2.5, 4.0))
+    bars = ax.bar(
+        range(len(names)), list(values.values()), color=colours, edgecolor="black", lw=0.4
+    )
+    top = max(values.values(), default=0.0) or 1.0
+    for bar, value in zip(bars, values.values(), strict=True):
+        ax.text(
+            bar.get_x() + bar.get_width() / 2,
+            bar.get_height() + top * 0.01,
+            _short(value),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=9)
+    ax.set_ylim(0, top * 1.15)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

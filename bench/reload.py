@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import _report as report
 import _servers as servers
 import _wrk as wrk
 
@@ -131,14 +132,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("| server | requests | failed | workers replaced | failures |")
     print("|---|---:|---:|---|---|")
+    failed: dict[str, float] = {}
     for name, (_, command) in commands().items():
         row = measure(name, command, args, log)
-        failed = "n/a" if row["failed"] == -1 else f"{row['failed']:,}"
+        if isinstance(row["failed"], int) and row["failed"] >= 0:
+            failed[name] = row["failed"]
+        shown = "n/a" if row["failed"] == -1 else f"{row['failed']:,}"
         print(
-            f"| {row['server']} | {row['requests']:,} | {failed} | "
+            f"| {row['server']} | {row['requests']:,} | {shown} | "
             f"{'yes' if row['replaced'] else 'no'} | {row['detail']} |",
             flush=True,
         )
+    chart = args.out / "reload.png"
+    if report.bar_chart(
+        chart,
+        failed,
+        title=f"Failed requests during {args.signals} x SIGHUP under wrk (lower is better)",
+        ylabel="failed requests",
+    ):
+        print(f"\nwrote {chart}")
     return 0
 
 

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import _report as report
 import _servers as servers
 import run
 
@@ -148,7 +149,17 @@ def main() -> int:
         json.dumps({"versions": found, "machine": facts, "results": results}, indent=2),
         encoding="utf-8",
     )
-    print(f"\nwrote {out / 'ws-results.md'} and ws-results.json")
+    rates = {n: float(g["messages_per_s"]) for n, g in results.items() if "failed" not in g}
+    drawn = report.bar_chart(
+        out / "ws-results.png",
+        rates,
+        title=f"WebSocket echo, {args.connections} connections, {args.size}-byte messages "
+        "(messages/s, higher is better)",
+        ylabel="messages / second",
+    )
+    print(
+        f"\nwrote {out / 'ws-results.md'}, ws-results.json" + (", ws-results.png" if drawn else "")
+    )
     return 0
 
 
