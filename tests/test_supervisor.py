@@ -12,7 +12,7 @@ import pytest
 
 from portico.config import kinds
 from portico.runtime.binds import systemd_sockets
-from portico.supervisor.master import _describe_exit
+from portico.supervisor.process import describe_exit
 from portico.supervisor.notify import Notifier
 from portico.supervisor.reloader import PathFilter
 from portico.worker.link import MAX_LINE, MasterLink, parse
@@ -86,9 +86,9 @@ def test_systemd_environment_for_another_process_is_ignored_and_removed() -> Non
 
 
 def test_exit_descriptions() -> None:
-    assert _describe_exit(4) == "exit code 4"
-    assert _describe_exit(-signal.SIGKILL) == "signal SIGKILL"
-    assert _describe_exit(-(signal.SIGRTMIN + 2)) == f"signal {signal.SIGRTMIN + 2}"
+    assert describe_exit(4) == "exit code 4"
+    assert describe_exit(-signal.SIGKILL) == "signal SIGKILL"
+    assert describe_exit(-(signal.SIGRTMIN + 2)) == f"signal {signal.SIGRTMIN + 2}"
 
 
 @pytest.mark.parametrize(

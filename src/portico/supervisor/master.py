@@ -19,19 +19,13 @@ worker more/less, USR1 reopen logs, USR2 start a new master that inherits the so
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
-import resource
 import selectors
 import signal
-import socket
-import sys
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from portico import logs
@@ -39,7 +33,17 @@ from portico.errors import EXIT_OK, StartupError
 from portico.runtime.binds import describe
 from portico.supervisor.listeners import INHERIT_ENV, Listeners, inherit_env
 from portico.supervisor.notify import Notifier
-from portico.supervisor.reloader import start_watcher
+from portico.supervisor.process import (
+    Boot,
+    PidFile,
+    Worker,
+    alive,
+    describe_exit,
+    exec_new_master,
+    rss_mib,
+    run_worker,
+)
+from portico.supervisor.reloader import Watcher
 from portico.supervisor.title import set_title
 from portico.worker.link import BEAT, READY, RETIRE, MasterLink, parse
 
@@ -50,8 +54,6 @@ __all__ = ["Boot", "Master"]
 
 log = logging.getLogger("portico.error")
 
-#: ``boot(config, sockets, link)`` runs a worker inside the forked child; returns its exit code
-Boot = Callable[["Config", list[socket.socket], MasterLink], int]
 
 # How often the loop looks at the workers when nothing wakes it.
 TICK = 0.25
@@ -66,26 +68,6 @@ SHORT_LIFE = 5.0
 MAX_BACKOFF = 30.0
 
 _EXIT_CODES_OF_BOOT = (2, 3, 4)
-
-
-@dataclass(eq=False)
-class Worker:
-    pid: int
-    slot: int
-    fd: int
-    started: float
-    last_seen: float
-    buffer: bytearray = field(default_factory=bytearray)
-    ready_at: float | None = None
-    name: str = ""
-    #: when SIGTERM or SIGQUIT was sent (the worker is leaving)
-    stopping_at: float | None = None
-    #: when SIGKILL follows if the worker is still there
-    kill_at: float | None = None
-    aborted: bool = False
-    #: queued for replacement (max-requests, memory, reload); not queued twice
-    queued: bool = False
-    exited: bool = False
 
 
 class Master:
@@ -116,11 +98,9 @@ class Master:
         self.exit_code = EXIT_OK
         self.announced = False
         self.reloading = False
-        self.watcher_pid = 0
-        self.watcher_fd = -1
-        self.watcher_buffer = bytearray()
+        self.watcher = Watcher()
         self.upgrade_pid = 0
-        self.pid_path = config.pid_file
+        self.pid_file = PidFile(config.pid_file, self.pid)
         self.notifier = Notifier(self.environ)
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
@@ -141,7 +121,7 @@ class Master:
                 umask=config.umask,
                 environ=self.environ,
             )
-            self._write_pid_file()
+            self.pid_file.write()
             if config.reload:
                 self._start_watcher()
             for slot in range(self.target):
@@ -165,7 +145,7 @@ class Master:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(fd, 512):
                         pass
-            elif fd == self.watcher_fd:
+            elif fd == self.watcher.fd:
                 self._read_watcher()
             else:
                 worker = key.data
@@ -206,7 +186,13 @@ class Master:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is the worker's
             os.close(read_end)
-            self._become_worker(config, slot, sockets, write_end)
+            private = [self.wake_r, self.wake_w, self.watcher.fd]
+            private += [other.fd for other in self.workers.values()]
+            keep = {sock.fileno() for sock in sockets}
+            # another slot's socket held here would stay open after SIGTTOU drops it
+            others = [sock for sock in self.listeners.all() if sock.fileno() not in keep]
+            self.selector.close()
+            run_worker(self.boot, config, sockets, MasterLink(write_end, self.pid), private, others)
         os.close(write_end)
         os.set_blocking(read_end, False)
         now = time.monotonic()
@@ -215,48 +201,6 @@ class Master:
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         log.debug("started worker %d in slot %d", pid, slot)
         return worker
-
-    def _become_worker(
-        self, config: Config, slot: int, sockets: list[socket.socket], link_fd: int
-    ) -> None:
-        """In the forked child: drop the master's state, run the worker, never return."""
-        code = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
-                signal.signal(signum, signal.SIG_DFL)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            # the master's signals; a worker started from a terminal must not die of them
-            for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
-                signal.signal(signum, signal.SIG_IGN)
-            self.selector.close()
-            keep = {sock.fileno() for sock in sockets}
-            assert self.listeners is not None
-            for sock in self.listeners.all():
-                if sock.fileno() not in keep:
-                    sock.close()  # another slot's: holding it would keep it open after TTOU
-            for fd in (self.wake_r, self.wake_w, self.watcher_fd):
-                if fd >= 0:
-                    os.close(fd)
-            for other in self.workers.values():
-                with contextlib.suppress(OSError):
-                    os.close(other.fd)
-            self.environ.pop("NOTIFY_SOCKET", None)  # only the master speaks to systemd
-            set_title("worker", config.app or "demo app")
-            code = self.boot(config, sockets, MasterLink(link_fd, self.pid))
-        except StartupError as error:
-            print(f"portico: error: {error}", file=sys.stderr)
-            code = error.exit_code
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            logging.shutdown()
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
 
     def _read_worker(self, worker: Worker) -> None:
         try:
@@ -334,8 +278,8 @@ class Master:
             if pid == 0:
                 return
             code = os.waitstatus_to_exitcode(status)
-            if pid == self.watcher_pid:
-                self._watcher_exited(code)
+            if pid == self.watcher.pid:
+                self.watcher.exited(code, quietly=bool(self.stopping))
             elif pid == self.upgrade_pid:
                 self._upgrade_exited(code)
             elif pid in self.workers:
@@ -344,7 +288,7 @@ class Master:
     def _worker_exited(self, worker: Worker, code: int) -> None:
         worker.exited = True
         self._close_pipe(worker)
-        how = _describe_exit(code)
+        how = describe_exit(code)
         if worker.stopping_at is not None:
             log.debug("worker %d stopped (%s)", worker.pid, how)
             return
@@ -419,7 +363,7 @@ class Master:
                 and worker.ready_at is not None
                 and worker.stopping_at is None
                 and not worker.queued
-                and _rss_mib(worker.pid) > limit
+                and rss_mib(worker.pid) > limit
             ):
                 log.warning(
                     "worker %d uses more than %d MiB (--max-worker-memory); replacing it",
@@ -576,10 +520,8 @@ class Master:
         if self.listeners is not None:
             # Stop taking connections at once: refused, a client or balancer tries elsewhere,
             # while queued behind workers that are leaving it would wait and then be reset.
-            self.listeners.close(unlink=not self._upgrade_alive())
-        if self.watcher_pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.watcher_pid, signal.SIGTERM)
+            self.listeners.close(unlink=not alive(self.upgrade_pid))
+        self.watcher.stop()
 
     # --- --reload -----------------------------------------------------------------
 
@@ -588,28 +530,17 @@ class Master:
         # the watcher must not hold the listening sockets: a copy would keep a dropped
         # --reuse-port socket open, queueing connections that no worker accepts
         private = [self.wake_r, self.wake_w, *(sock.fileno() for sock in self.listeners.all())]
-        self.watcher_pid, self.watcher_fd = start_watcher(self.config, private)
-        self.selector.register(self.watcher_fd, selectors.EVENT_READ)
+        self.watcher.start(self.config, private)
+        self.selector.register(self.watcher.fd, selectors.EVENT_READ)
 
     def _read_watcher(self) -> None:
-        try:
-            data = os.read(self.watcher_fd, 4096)
-        except BlockingIOError:
-            return
-        if not data:
-            self.selector.unregister(self.watcher_fd)
-            os.close(self.watcher_fd)
-            self.watcher_fd = -1
-            return
-        self.watcher_buffer += data
-        for message, argument in parse(self.watcher_buffer):
-            if message == "changed" and not self.stopping:
-                self._reload(f"--reload: {argument} changed", reread=False)
-
-    def _watcher_exited(self, code: int) -> None:
-        self.watcher_pid = 0
-        if not self.stopping:
-            log.error("the --reload watcher exited (code %d); changes are no longer seen", code)
+        fd = self.watcher.fd
+        changes = self.watcher.read()
+        if self.watcher.fd < 0:
+            self.selector.unregister(fd)
+        for change in changes:
+            if not self.stopping:
+                self._reload(f"--reload: {change} changed", reread=False)
 
     # --- SIGUSR2 --------------------------------------------------------------------
 
@@ -626,97 +557,31 @@ class Master:
         entries = self.listeners.inheritable()
         env = dict(self.environ)
         env[INHERIT_ENV] = inherit_env(entries)
-        argv = [sys.executable, *sys.orig_argv[1:]]
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - replaced by exec
-            try:
-                signal.set_wakeup_fd(-1)
-                for _, _, sock in entries:
-                    os.set_inheritable(sock.fileno(), True)
-                os.execve(sys.executable, argv, env)
-            finally:
-                os._exit(1)
+        pid = exec_new_master(entries, env)
         self.upgrade_pid = pid
         log.info(
             "SIGUSR2: started a new master %d; stop this one (%d) when it serves", pid, self.pid
         )
-        if self.pid_path:
-            with contextlib.suppress(OSError):
-                os.rename(self.pid_path, self.pid_path + ".oldbin")
-                self.pid_path += ".oldbin"
+        self.pid_file.step_aside()
 
     def _upgrade_exited(self, code: int) -> None:
         log.error("the new master %d exited (code %d); this master goes on", self.upgrade_pid, code)
         self.upgrade_pid = 0
-        if self.pid_path and self.pid_path.endswith(".oldbin"):
-            original = self.pid_path.removesuffix(".oldbin")
-            with contextlib.suppress(OSError):
-                os.rename(self.pid_path, original)
-                self.pid_path = original
+        self.pid_file.take_back()
 
     # --- the rest ---------------------------------------------------------------------
-
-    def _write_pid_file(self) -> None:
-        if self.pid_path:
-            try:
-                with open(self.pid_path, "w", encoding="ascii") as file:
-                    file.write(f"{self.pid}\n")
-            except OSError as exc:
-                raise StartupError(f"cannot write --pid {self.pid_path}: {exc.strerror}") from exc
 
     def _cleanup(self) -> None:
         for worker in list(self.workers.values()):  # only on an unexpected error in the loop
             self._signal(worker, signal.SIGKILL)
-        if self.watcher_pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.watcher_pid, signal.SIGTERM)
+        self.watcher.stop()
         if self.listeners is not None:
             # after SIGUSR2 the new master serves the unix sockets: leave their files
-            self.listeners.close(unlink=not self._upgrade_alive())
-        if self.pid_path:
-            with contextlib.suppress(OSError):
-                if _read_pid(self.pid_path) == self.pid:
-                    os.unlink(self.pid_path)
+            self.listeners.close(unlink=not alive(self.upgrade_pid))
+        self.pid_file.remove()
         signal.set_wakeup_fd(-1)
         self.selector.close()
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.notifier.close()
         log.info("master %d: stopped", self.pid)
-
-    def _upgrade_alive(self) -> bool:
-        if not self.upgrade_pid:
-            return False
-        try:
-            os.kill(self.upgrade_pid, 0)
-        except OSError as exc:
-            return exc.errno == errno.EPERM
-        return True
-
-
-def _describe_exit(code: int) -> str:
-    if code >= 0:
-        return f"exit code {code}"
-    try:
-        return f"signal {signal.Signals(-code).name}"
-    except ValueError:  # a real-time signal has no name
-        return f"signal {-code}"
-
-
-_PAGE = resource.getpagesize()
-
-
-def _rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * _PAGE / 2**20
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _read_pid(path: str) -> int:
-    try:
-        with open(path, encoding="ascii") as file:
-            return int(file.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0

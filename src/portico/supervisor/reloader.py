@@ -8,17 +8,23 @@ one line per batch of changes to a pipe the master watches.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import logging
 import os
 import signal
 import sys
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
+from portico.worker.link import parse
+
 if TYPE_CHECKING:
     from portico.config import Config
 
-__all__ = ["PathFilter", "start_watcher"]
+__all__ = ["PathFilter", "Watcher", "start_watcher"]
+
+log = logging.getLogger("portico.error")
 
 # watchfiles waits this long for a burst of writes (an editor saving, git checkout) to settle
 DEBOUNCE_MS = 300
@@ -36,6 +42,41 @@ class PathFilter:
         if any(fnmatch.fnmatch(part, glob) for part in parts for glob in self.exclude):
             return False
         return any(fnmatch.fnmatch(parts[-1], glob) for glob in self.include)
+
+
+class Watcher:
+    """The master's handle on the watcher process: its pid and the pipe it reports on."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.fd = -1
+        self._buffer = bytearray()
+
+    def start(self, config: Config, close_in_child: list[int]) -> None:
+        self.pid, self.fd = start_watcher(config, close_in_child)
+
+    def read(self) -> list[str]:
+        """What changed since the last read (one entry per batch); closes the pipe at its end."""
+        try:
+            data = os.read(self.fd, 4096)
+        except BlockingIOError:
+            return []
+        if not data:
+            os.close(self.fd)
+            self.fd = -1
+            return []
+        self._buffer += data
+        return [argument for message, argument in parse(self._buffer) if message == "changed"]
+
+    def exited(self, code: int, *, quietly: bool) -> None:
+        self.pid = 0
+        if not quietly:
+            log.error("the --reload watcher exited (code %d); changes are no longer seen", code)
+
+    def stop(self) -> None:
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
 
 
 def watched_dirs(config: Config) -> list[str]:
