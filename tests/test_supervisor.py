@@ -12,8 +12,8 @@ import pytest
 
 from portico.config import kinds
 from portico.runtime.binds import systemd_sockets
-from portico.supervisor.process import describe_exit
 from portico.supervisor.notify import Notifier
+from portico.supervisor.process import describe_exit
 from portico.supervisor.reloader import PathFilter
 from portico.worker.link import MAX_LINE, MasterLink, parse
 
