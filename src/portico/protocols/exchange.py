@@ -11,12 +11,28 @@ from portico.errors import AppError
 from portico.protocols.events import Headers
 from portico.protocols.headers import REASONS, check_response_field
 
-__all__ = ["COALESCE_LIMIT", "Exchange", "status_line"]
+__all__ = ["COALESCE_LIMIT", "CONNECTION_CLOSE", "Exchange", "status_line"]
 
 # Below this size a body is copied into the same buffer as the head, so a small response is one
 # write system call; above it the body is handed on without a copy.
 COALESCE_LIMIT: Final = 16 * 1024
 _LAST_CHUNK: Final = b"0\r\n\r\n"
+CONNECTION_CLOSE: Final = b"connection: close\r\n"
+_CONNECTION_KEEP_ALIVE: Final = b"connection: keep-alive\r\n"
+_TRANSFER_CHUNKED: Final = b"transfer-encoding: chunked\r\n"
+# Response fields the framing logic owns.
+_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER = (
+    b"content-length",
+    b"transfer-encoding",
+    b"connection",
+    b"date",
+    b"server",
+)
+_R_WATCHED = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
+
+# Response fields already found valid, with their lower-cased names: apps send the same fields
+# over and over, so each is checked once. Bounded; cleared when full.
+_checked_fields: dict[tuple[bytes, bytes], bytes] = {}
 
 _status_lines: dict[int, bytes] = {}
 
@@ -53,6 +69,116 @@ class Exchange:
         self.head = head
         self.keep_alive = keep_alive
         self.expect_continue = expect
+
+    def start_response(  # noqa: PLR0917 -- one call, on the hot path
+        self,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        end: bool,
+        date_line: bytes,
+        server_line: bytes,
+    ) -> list[bytes]:
+        """The response head, checked, and the first body piece; sets how the body is framed.
+
+        Marks the exchange ``response_done`` when ``end`` finished it; the connection then
+        drops it. Raises :class:`AppError` before anything is committed.
+        """
+        content_length: int | None = None
+        chunked = False
+        has_date = has_server = False
+        out = [status_line(status)]
+        checked = _checked_fields
+        for field in headers:
+            name, value = field
+            key = field if type(field) is tuple else (name, value)
+            lname = checked.get(key)
+            if lname is None:
+                check_response_field(name, value)
+                if len(checked) >= 4096:
+                    checked.clear()
+                checked[key] = lname = name.lower()
+            if lname in _R_WATCHED:
+                if lname == _R_CL:
+                    if content_length is not None or not value.isdigit():
+                        raise AppError(f"invalid response Content-Length {value!r}")
+                    content_length = int(value)
+                elif lname == _R_TE:
+                    if value.strip().lower() != b"chunked":
+                        raise AppError("the app may only set Transfer-Encoding: chunked")
+                    chunked = True
+                    continue  # re-added below, once, when the framing really is chunked
+                elif lname == _R_CONN:
+                    if b"close" in value.lower():
+                        self.keep_alive = False
+                    continue  # the framing logic writes the Connection field
+                elif lname == _R_DATE:
+                    has_date = True
+                else:
+                    has_server = True
+            out += (name, b": ", value, b"\r\n")
+        if chunked and content_length is not None:
+            raise AppError("response has both Content-Length and Transfer-Encoding")
+        if not has_date and date_line:
+            out.append(date_line)
+        if not has_server and server_line:
+            out.append(server_line)
+        no_body = status in (204, 304) or self.head
+        if (
+            content_length is not None
+            and not no_body
+            and (len(body) > content_length or (end and len(body) != content_length))
+        ):
+            # caught before anything is committed, so the app still gets a clean 500
+            raise AppError(
+                f"response body of {len(body)} bytes does not match Content-Length {content_length}"
+            )
+        self.response_started = True
+        # A request body the client is still sending (or will send after 100 Continue that never
+        # came) cannot be skipped safely: finish this response and close (RFC 9110 §10.1.1).
+        if not self.body_complete:
+            self.keep_alive = False
+        if status == 204 and content_length is not None:
+            raise AppError("a 204 response must not have Content-Length")  # RFC 9110 §8.6
+        self.suppress_body = no_body
+        if no_body:
+            if end and content_length is None and self.head and body:
+                # HEAD answers with the length the GET would have (RFC 9110 §9.3.2)
+                out.append(b"content-length: %d\r\n" % len(body))
+        elif content_length is not None:
+            self.remaining = content_length
+        elif end:
+            out.append(b"content-length: %d\r\n" % len(body))
+            self.remaining = len(body)
+        elif self.version == "1.1":
+            self.chunked = True
+            out.append(_TRANSFER_CHUNKED)
+        else:
+            # HTTP/1.0 has no chunked coding: the end of the body is the end of the connection
+            self.close_delimited = True
+            self.keep_alive = False
+        if not self.keep_alive:
+            out.append(CONNECTION_CLOSE)
+        elif self.version == "1.0":
+            out.append(_CONNECTION_KEEP_ALIVE)
+        out.append(b"\r\n")
+        if no_body:
+            if end:
+                self.response_done = True
+            return [b"".join(out)]
+        if not self.chunked and len(body) <= COALESCE_LIMIT:
+            # the common case: head and a small body in one buffer, one write
+            if self.remaining is not None:
+                self.remaining -= len(body)
+            if end:
+                self.check_complete()
+                self.response_done = True
+            out.append(body)
+            return [b"".join(out)]
+        framed = self.frame(body, end)
+        if end:
+            self.response_done = True
+        return [b"".join(out), *framed]
 
     def frame(self, data: bytes, end: bool) -> list[bytes]:
         """Frame a piece of the response body (Content-Length, chunked or close-delimited)."""

@@ -40,8 +40,8 @@ from portico.errors import (
     VersionNotSupported,
 )
 from portico.protocols.events import Body, EndOfBody, Event, Headers, Request, StreamError
-from portico.protocols.exchange import COALESCE_LIMIT, Exchange, status_line
-from portico.protocols.headers import REASONS, check_response_field
+from portico.protocols.exchange import CONNECTION_CLOSE, Exchange, status_line
+from portico.protocols.headers import REASONS
 from portico.protocols.request_line import (
     method_cache,
     method_name,
@@ -64,9 +64,6 @@ class H1Limits:
 
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CONNECTION_CLOSE: Final = b"connection: close\r\n"
-_CONNECTION_KEEP_ALIVE: Final = b"connection: keep-alive\r\n"
-_TRANSFER_CHUNKED: Final = b"transfer-encoding: chunked\r\n"
 # Request header names that need a look on arrival; every other field passes straight through.
 _HOST, _TE, _EXPECT, _CL, _UPGRADE = (
     b"host",
@@ -76,21 +73,6 @@ _HOST, _TE, _EXPECT, _CL, _UPGRADE = (
     b"upgrade",
 )
 _WATCHED = frozenset({_HOST, _TE, _EXPECT, _CL, _UPGRADE})
-# Response fields the framing logic owns.
-_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER = (
-    b"content-length",
-    b"transfer-encoding",
-    b"connection",
-    b"date",
-    b"server",
-)
-_R_WATCHED = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
-
-# Response fields already found valid, with their lower-cased names: apps send the same fields
-# over and over, so each is checked once. Bounded; cleared when full.
-_checked_fields: dict[tuple[bytes, bytes], bytes] = {}
-
-
 _new_tuple = tuple.__new__
 
 
@@ -494,99 +476,14 @@ class H1Connection:
             raise AppError("response already started")
         if self._closing or self._draining:
             exchange.keep_alive = False
-        content_length: int | None = None
-        chunked = False
-        has_date = has_server = False
-        out = [status_line(status)]
-        checked = _checked_fields
-        for field in headers:
-            name, value = field
-            key = field if type(field) is tuple else (name, value)
-            lname = checked.get(key)
-            if lname is None:
-                check_response_field(name, value)
-                if len(checked) >= 4096:
-                    checked.clear()
-                checked[key] = lname = name.lower()
-            if lname in _R_WATCHED:
-                if lname == _R_CL:
-                    if content_length is not None or not value.isdigit():
-                        raise AppError(f"invalid response Content-Length {value!r}")
-                    content_length = int(value)
-                elif lname == _R_TE:
-                    if value.strip().lower() != b"chunked":
-                        raise AppError("the app may only set Transfer-Encoding: chunked")
-                    chunked = True
-                    continue  # re-added below, once, when the framing really is chunked
-                elif lname == _R_CONN:
-                    if b"close" in value.lower():
-                        exchange.keep_alive = False
-                    continue  # the framing logic writes the Connection field
-                elif lname == _R_DATE:
-                    has_date = True
-                else:
-                    has_server = True
-            out += (name, b": ", value, b"\r\n")
-        if chunked and content_length is not None:
-            raise AppError("response has both Content-Length and Transfer-Encoding")
-        if not has_date and date_line:
-            out.append(date_line)
-        if not has_server and server_line:
-            out.append(server_line)
-        no_body = status in (204, 304) or exchange.head
-        if (
-            content_length is not None
-            and not no_body
-            and (len(body) > content_length or (end and len(body) != content_length))
-        ):
-            # caught before anything is committed, so the app still gets a clean 500
-            raise AppError(
-                f"response body of {len(body)} bytes does not match Content-Length {content_length}"
-            )
-        exchange.response_started = True
-        # A request body the client is still sending (or will send after 100 Continue that never
-        # came) cannot be skipped safely: finish this response and close (RFC 9110 §10.1.1).
-        if not exchange.body_complete:
-            exchange.keep_alive = False
-        if status == 204 and content_length is not None:
-            raise AppError("a 204 response must not have Content-Length")  # RFC 9110 §8.6
-        exchange.suppress_body = no_body
-        if no_body:
-            if end and content_length is None and exchange.head and body:
-                # HEAD answers with the length the GET would have (RFC 9110 §9.3.2)
-                out.append(b"content-length: %d\r\n" % len(body))
-        elif content_length is not None:
-            exchange.remaining = content_length
-        elif end:
-            out.append(b"content-length: %d\r\n" % len(body))
-            exchange.remaining = len(body)
-        elif exchange.version == "1.1":
-            exchange.chunked = True
-            out.append(_TRANSFER_CHUNKED)
-        else:
-            # HTTP/1.0 has no chunked coding: the end of the body is the end of the connection
-            exchange.close_delimited = True
-            exchange.keep_alive = False
-        if not exchange.keep_alive:
-            self._closing = True
-            out.append(_CONNECTION_CLOSE)
-        elif exchange.version == "1.0":
-            out.append(_CONNECTION_KEEP_ALIVE)
-        out.append(b"\r\n")
-        if no_body:
-            if end:
-                self._finish(exchange)
-            return [b"".join(out)]
-        if not exchange.chunked and len(body) <= COALESCE_LIMIT:
-            # the common case: head and a small body in one buffer, one write
-            if exchange.remaining is not None:
-                exchange.remaining -= len(body)
-            if end:
-                exchange.check_complete()
-                self._finish(exchange)
-            out.append(body)
-            return [b"".join(out)]
-        return [b"".join(out), *self._frame(exchange, body, end)]
+        try:
+            out = exchange.start_response(status, headers, body, end, date_line, server_line)
+        finally:
+            if not exchange.keep_alive:  # even when the response proved invalid midway
+                self._closing = True
+        if exchange.response_done:
+            self._exchanges.popleft()
+        return out
 
     def response_body(self, data: bytes, *, end: bool = False) -> list[bytes]:
         """Serialize a piece of the body of the current response."""
@@ -636,7 +533,7 @@ class H1Connection:
             status_line(status),
             len(body),
             extra,
-            _CONNECTION_CLOSE,
+            CONNECTION_CLOSE,
             body,
         )
 
