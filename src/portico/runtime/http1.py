@@ -36,6 +36,9 @@ IDLE_SHUTDOWN_GRACE = 1.0
 LINGER_SECONDS = 2.0
 # Response flow control: the transport calls pause_writing() above this many unsent bytes.
 WRITE_HIGH_WATER = 256 * 1024
+# Responses are held until the end of the event-loop turn and written together (see
+# H1Driver.write); output above this size is written at once, as the app gives it.
+DEFER_LIMIT = 64 * 1024
 FILE_CHUNK = 256 * 1024
 
 
@@ -239,6 +242,9 @@ class H1Driver(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
+        #: response bytes held for the flush at the end of this loop turn (None: nothing held)
+        self._out: list[bytes] | None = None
+        self._out_size = 0
         self.header_timeout = server.config.header_timeout
         self.keepalive_timeout = server.config.keepalive_timeout
 
@@ -284,6 +290,7 @@ class H1Driver(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._out = None
         self.server.connection_closed(self)
         for stream in (self.current, *self.queue):
             if stream is not None:
@@ -409,7 +416,7 @@ class H1Driver(asyncio.Protocol):
 
     def _write_error(self, error: StreamError) -> None:
         if self.transport is not None and not self.closed:
-            self.transport.write(self.proto.error_response(error.status, error.detail))
+            self.write([self.proto.error_response(error.status, error.detail)])
 
     # --- flow control -------------------------------------------------------------
 
@@ -441,9 +448,42 @@ class H1Driver(asyncio.Protocol):
         if stream is self.current and self.transport is not None:
             line = self.proto.continue_response()
             if line:
-                self.transport.write(line)
+                self.write([line])
 
     def write(self, chunks: list[bytes]) -> None:
+        """Queue response bytes; small ones wait for the flush at the end of this loop turn.
+
+        A loop turn runs the apps of every connection that became readable together. Writing
+        their responses one after another at the end, instead of one at a time between the
+        apps, lets the client side handle them in one wake-up instead of one each: on loopback
+        this saved a third of the kernel time per request (the idea of TCP_CORK, per turn).
+        Output over ``DEFER_LIMIT`` is written at once, so large bodies are neither delayed nor
+        copied, and the transport's flow control sees them.
+        """
+        size = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
+        out = self._out
+        if out is None:
+            if size > DEFER_LIMIT:
+                self._write_now(chunks)
+                return
+            self._out = chunks
+            self._out_size = size
+            self.server.flush_later(self)
+        else:
+            out += chunks
+            self._out_size += size
+            if self._out_size > DEFER_LIMIT:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write what :meth:`write` held back (the server calls this at the end of a turn)."""
+        out = self._out
+        if out is not None:
+            self._out = None
+            if not self.closed:
+                self._write_now(out)
+
+    def _write_now(self, chunks: list[bytes]) -> None:
         transport = self.transport
         assert transport is not None
         if len(chunks) == 1:
@@ -518,6 +558,7 @@ class H1Driver(asyncio.Protocol):
 
         The caller makes itself the transport's protocol; this driver is done with it.
         """
+        self.flush()
         self.closed = True
         self.current = None
         self.queue.clear()
@@ -547,7 +588,12 @@ class H1Driver(asyncio.Protocol):
             self.deadline = self.server.now + IDLE_SHUTDOWN_GRACE
 
     def abort(self) -> None:
-        """Drop the connection at once (an app failed mid-response)."""
+        """Drop the connection at once (an app failed mid-response).
+
+        What was already given to the connection still goes out first, as it would have
+        without the end-of-turn batching: the client sees where the response broke off.
+        """
+        self.flush()
         self.closed = True
         for stream in (self.current, *self.queue):
             if stream is not None:
@@ -566,6 +612,7 @@ class H1Driver(asyncio.Protocol):
         if not transport.can_write_eof():
             self._close()
             return
+        self.flush()
         transport.write_eof()
         self.deadline = self.server.now + LINGER_SECONDS
         if self._read_paused:
@@ -574,6 +621,7 @@ class H1Driver(asyncio.Protocol):
 
     def _close(self) -> None:
         if not self.closed:
+            self.flush()
             self.closed = True
             if self.transport is not None:
                 self.transport.close()  # flushes what was written first

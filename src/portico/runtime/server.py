@@ -105,6 +105,8 @@ class Server:
         self._ticker: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
         self._warned: dict[str, float] = {}
+        #: connections holding response bytes until the end of this loop turn
+        self._unflushed: list[H1Driver] = []
         self._tick()
 
     # --- hot path -----------------------------------------------------------------
@@ -154,6 +156,21 @@ class Server:
             stream.conn.decline_upgrade()
         stream.start(404, list(_NOT_FOUND_HEADERS), b"Not Found\n", True)
         self.app_finished(stream)
+
+    def flush_later(self, conn: H1Driver) -> None:
+        """Have ``conn`` write its held responses once the apps of this loop turn have run."""
+        unflushed = self._unflushed
+        if not unflushed:
+            # call_soon from inside the turn runs at the start of the next one, before the
+            # tasks the next turn's reads create: every response of a turn goes out together
+            self.loop.call_soon(self._flush)
+        unflushed.append(conn)
+
+    def _flush(self) -> None:
+        unflushed = self._unflushed
+        self._unflushed = []
+        for conn in unflushed:
+            conn.flush()
 
     def app_finished(self, stream: H1Stream) -> None:
         """Called by the gateway, inside the request's task, when the app has returned."""

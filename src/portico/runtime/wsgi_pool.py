@@ -261,6 +261,7 @@ class ThreadStream:
             return
         try:
             h1.start(status, headers, b"", False)
+            conn.flush()  # the head must be in the transport before the thread sends the file
             self._sock = os.dup(sock.fileno())
         except BaseException as exc:
             self._error = exc
