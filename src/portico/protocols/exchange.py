@@ -109,7 +109,7 @@ class Exchange:
                     chunked = True
                     continue  # re-added below, once, when the framing really is chunked
                 elif lname == _R_CONN:
-                    if b"close" in value.lower():
+                    if value.lower().find(b"close") >= 0:  # find(): see http11
                         self.keep_alive = False
                     continue  # the framing logic writes the Connection field
                 elif lname == _R_DATE:

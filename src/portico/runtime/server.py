@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("portico.error")
 
 SERVER_LINE = b"server: portico\r\n"
+# Request tasks are made directly, with a fixed name: on Python 3.11, loop.create_task() and an
+# unnamed Task format a "Task-N" name for every request (about 0.5 us of a ~20 us request).
+_Task = asyncio.Task
+_TASK_NAME = "portico-request"
 _NOT_FOUND_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
@@ -101,7 +105,6 @@ class Server:
         self.closing = False
         self.now = loop.time()
         self._listeners: list[asyncio.base_events.Server] = []
-        self._create_task = loop.create_task
         self._ticker: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
         self._warned: dict[str, float] = {}
@@ -126,8 +129,10 @@ class Server:
             wsgi.dispatch(stream)
             return
         cycle = HTTPCycle(stream)
-        task = self._create_task(
-            cycle.run(self.app, http_scope(stream, self.root_path, self.state))
+        task = _Task(
+            cycle.run(self.app, http_scope(stream, self.root_path, self.state)),
+            loop=self.loop,
+            name=_TASK_NAME,
         )
         # asyncio keeps only weak references to tasks; hold it until the app returns
         self.tasks.add(task)
@@ -148,7 +153,7 @@ class Server:
                     return
                 assert mount.app is not None
                 scope = http_scope(stream, mount.root_path, mount.state)
-                task = self._create_task(HTTPCycle(stream).run(mount.app, scope))
+                task = _Task(HTTPCycle(stream).run(mount.app, scope), loop=self.loop, name=_TASK_NAME)
                 self.tasks.add(task)
                 stream.task = task
                 return
