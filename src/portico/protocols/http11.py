@@ -76,6 +76,25 @@ _WATCHED = frozenset({_HOST, _TE, _EXPECT, _CL, _UPGRADE})
 _new_tuple = tuple.__new__
 
 
+def _line_version(data: bytes) -> str:
+    """The HTTP version of a request line at the start of ``data``, if it is 1.1 or 1.0.
+
+    llhttp has the version but only gives it as a freshly formatted string (about 1 us per
+    request). A read that starts at a message boundary usually holds the whole request line,
+    and llhttp accepts only ``method SP target SP HTTP-version CRLF`` (RFC 9112 §3), so the
+    nine bytes before the first line end are the version; anything else is left to llhttp.
+    """
+    end = data.find(b"\r\n")
+    if end < 9 or data.find(b"\n", 0, end) >= 0:
+        return ""
+    tail = data[end - 9 : end]
+    if tail == b" HTTP/1.1":
+        return "1.1"
+    if tail == b" HTTP/1.0":
+        return "1.0"
+    return ""
+
+
 class H1Connection:
     """One HTTP/1.1 server connection, without I/O.
 
@@ -109,6 +128,8 @@ class H1Connection:
         self.upgrade_held = 0
         self._held = b""
         self._ws_candidate = 0
+        #: the version of the next head, read off its request line when a read began with it
+        self._line_version = ""
         self._reset_message()
 
     # ------------------------------------------------------------------ input
@@ -137,6 +158,8 @@ class H1Connection:
         events: list[Event] = []
         self._events = events
         started_in_head = self._in_head
+        if not started_in_head and not self._has_body:
+            self._line_version = _line_version(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -314,7 +337,8 @@ class H1Connection:
         if len(headers) > self._max_header_count or self._header_bytes > self._max_header_bytes:
             self._check_field_limits("header")
         parser = self._parser
-        version = parser.get_http_version()
+        version = self._line_version or parser.get_http_version()
+        self._line_version = ""
         if version == "1.1":
             if self._host_count != 1:
                 raise BadRequest("a request must have exactly one Host header")
