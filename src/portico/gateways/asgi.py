@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 from portico.errors import AppError
@@ -37,21 +37,25 @@ _ERROR_HEADERS: Headers = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", b"%d" % len(_ERROR_BODY)),
 ]
-_DISCONNECT: dict[str, str] = {"type": "http.disconnect"}
+_DISCONNECT: Final[dict[str, str]] = {"type": "http.disconnect"}
 
 # Response states
-_WAITING, _STARTED, _STREAMING, _TRAILERS, _DONE = range(5)
+_WAITING: Final = 0
+_STARTED: Final = 1
+_STREAMING: Final = 2
+_TRAILERS: Final = 3
+_DONE: Final = 4
 
 
 # Server-provided, read-only descriptions: shared by every scope instead of three new dicts per
 # request. (``state`` is not shared: frameworks write request state into it.)
-_ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
-_EXTENSIONS: dict[str, dict[str, object]] = {
+_ASGI_VERSION: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
+_EXTENSIONS: Final[dict[str, dict[str, object]]] = {
     "http.response.trailers": {},
     "http.response.pathsend": {},
 }
 
-_decoded_paths: dict[bytes, str] = {}
+_decoded_paths: Final[dict[bytes, str]] = {}
 
 
 def decode_path(raw_path: bytes) -> str:

@@ -21,20 +21,18 @@ CONNECTION_CLOSE: Final = b"connection: close\r\n"
 _CONNECTION_KEEP_ALIVE: Final = b"connection: keep-alive\r\n"
 _TRANSFER_CHUNKED: Final = b"transfer-encoding: chunked\r\n"
 # Response fields the framing logic owns.
-_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER = (
-    b"content-length",
-    b"transfer-encoding",
-    b"connection",
-    b"date",
-    b"server",
-)
-_R_WATCHED = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
+_R_CL: Final = b"content-length"
+_R_TE: Final = b"transfer-encoding"
+_R_CONN: Final = b"connection"
+_R_DATE: Final = b"date"
+_R_SERVER: Final = b"server"
+_R_WATCHED: Final = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
 
 # Response fields already found valid, with their lower-cased names: apps send the same fields
 # over and over, so each is checked once. Bounded; cleared when full.
-_checked_fields: dict[tuple[bytes, bytes], bytes] = {}
+_checked_fields: Final[dict[tuple[bytes, bytes], bytes]] = {}
 
-_status_lines: dict[int, bytes] = {}
+_status_lines: Final[dict[int, bytes]] = {}
 
 
 def status_line(status: int) -> bytes:

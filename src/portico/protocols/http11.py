@@ -65,15 +65,13 @@ class H1Limits:
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Request header names that need a look on arrival; every other field passes straight through.
-_HOST, _TE, _EXPECT, _CL, _UPGRADE = (
-    b"host",
-    b"transfer-encoding",
-    b"expect",
-    b"content-length",
-    b"upgrade",
-)
-_WATCHED = frozenset({_HOST, _TE, _EXPECT, _CL, _UPGRADE})
-_new_tuple = tuple.__new__
+_HOST: Final = b"host"
+_TE: Final = b"transfer-encoding"
+_EXPECT: Final = b"expect"
+_CL: Final = b"content-length"
+_UPGRADE: Final = b"upgrade"
+_WATCHED: Final = frozenset({_HOST, _TE, _EXPECT, _CL, _UPGRADE})
+_new_tuple: Final = tuple.__new__
 
 
 def _line_version(data: bytes) -> str:

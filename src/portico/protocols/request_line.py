@@ -6,6 +6,7 @@ Split from ``http11`` so that module stays about the connection's state machine;
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from portico.errors import BadRequest, NotImplementedByServer
 
@@ -17,7 +18,7 @@ valid_host = re.compile(
 ).fullmatch
 _absolute_form = re.compile(rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)", re.DOTALL).fullmatch
 
-method_cache: dict[bytes, str] = {}
+method_cache: Final[dict[bytes, str]] = {}
 
 
 def method_name(raw: bytes) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from portico.errors import AppError
 from portico.gateways.stream import ClientDisconnected, Stream
@@ -25,21 +25,21 @@ log = logging.getLogger("portico.error")
 
 # Request body flow control: stop reading the socket when this much body waits for the app, and
 # start again when the app has consumed down to the low mark.
-BODY_HIGH_WATER = 256 * 1024
-BODY_LOW_WATER = 64 * 1024
+BODY_HIGH_WATER: Final = 256 * 1024
+BODY_LOW_WATER: Final = 64 * 1024
 # During a graceful shutdown an idle keep-alive connection waits this long for a request already
 # on its way before it is closed (the ticker's one-second grain adds up to a second).
-IDLE_SHUTDOWN_GRACE = 1.0
+IDLE_SHUTDOWN_GRACE: Final = 1.0
 # After an error response, input is read and dropped for at most this long before closing: closing
 # with unread input makes the kernel send RST, and the client may lose the response (nginx calls
 # this "lingering close").
-LINGER_SECONDS = 2.0
+LINGER_SECONDS: Final = 2.0
 # Response flow control: the transport calls pause_writing() above this many unsent bytes.
-WRITE_HIGH_WATER = 256 * 1024
+WRITE_HIGH_WATER: Final = 256 * 1024
 # Responses are held until the end of the event-loop turn and written together (see
 # H1Driver.write); output above this size is written at once, as the app gives it.
-DEFER_LIMIT = 64 * 1024
-FILE_CHUNK = 256 * 1024
+DEFER_LIMIT: Final = 64 * 1024
+FILE_CHUNK: Final = 256 * 1024
 
 
 class H1Stream(Stream):
