@@ -487,3 +487,41 @@ def test_any_split_of_a_pipelined_stream_gives_the_same_events(
     for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         split += conn.receive_data(stream[start:end])
     assert _normalize(split) == _normalize(whole)
+
+
+# ------------------------------------------------------------------- the request-line version
+
+_VERSION_HEADS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /x?y=HTTP/1.1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    # a leading empty line (RFC 9112 §2.2)
+    b"\r\nGET / HTTP/1.0\r\nX: HTTP/1.1\r\nConnection: keep-alive\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 18\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+    b"GET http://a/b HTTP/1.0\r\nVia: HTTP/1.1\r\nConnection: keep-alive\r\n\r\n",
+    b"PURGE /" + b"v" * 300 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(_VERSION_HEADS), min_size=1, max_size=4),
+    st.lists(st.integers(min_value=1, max_value=40), max_size=12),
+)
+def test_version_is_llhttps_however_the_bytes_are_split(heads: list[bytes], cuts: list[int]) -> None:
+    """The version read off the request line always equals the one llhttp parsed."""
+    data = b"".join(heads)
+    expected = [
+        b" HTTP/1.0\r\n" in head.split(b"\r\n\r\n")[0].lstrip(b"\r\n").split(b"\r\n")[0] + b"\r\n"
+        for head in heads
+    ]
+    conn = H1Connection()
+    events: list[Event] = []
+    at = 0
+    for cut in cuts:
+        events += conn.receive_data(data[at : at + cut])
+        at += cut
+    events += conn.receive_data(data[at:])
+    assert not errors(events)
+    versions = [r.http_version for r in requests(events)]
+    assert versions == ["1.0" if old else "1.1" for old in expected]

@@ -74,25 +74,6 @@ _WATCHED: Final = frozenset({_HOST, _TE, _EXPECT, _CL, _UPGRADE})
 _new_tuple: Final = tuple.__new__
 
 
-def _line_version(data: bytes) -> str:
-    """The HTTP version of a request line at the start of ``data``, if it is 1.1 or 1.0.
-
-    llhttp has the version but only gives it as a freshly formatted string (about 1 us per
-    request). A read that starts at a message boundary usually holds the whole request line,
-    and llhttp accepts only ``method SP target SP HTTP-version CRLF`` (RFC 9112 §3), so the
-    nine bytes before the first line end are the version; anything else is left to llhttp.
-    """
-    end = data.find(b"\r\n")
-    if end < 9 or data.find(b"\n", 0, end) >= 0:
-        return ""
-    tail = data[end - 9 : end]
-    if tail == b" HTTP/1.1":
-        return "1.1"
-    if tail == b" HTTP/1.0":
-        return "1.0"
-    return ""
-
-
 class H1Connection:
     """One HTTP/1.1 server connection, without I/O.
 
@@ -126,8 +107,8 @@ class H1Connection:
         self.upgrade_held = 0
         self._held = b""
         self._ws_candidate = 0
-        #: the version of the next head, read off its request line when a read began with it
-        self._line_version = ""
+        #: the read that began the message being parsed, if one did (see _version)
+        self._head_data = b""
         self._reset_message()
 
     # ------------------------------------------------------------------ input
@@ -157,7 +138,7 @@ class H1Connection:
         self._events = events
         started_in_head = self._in_head
         if not started_in_head and not self._has_body:
-            self._line_version = _line_version(data)
+            self._head_data = data  # a read that starts a message: see _version
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -335,8 +316,8 @@ class H1Connection:
         if len(headers) > self._max_header_count or self._header_bytes > self._max_header_bytes:
             self._check_field_limits("header")
         parser = self._parser
-        version = self._line_version or parser.get_http_version()
-        self._line_version = ""
+        raw_method = parser.get_method()
+        version = self._version(raw_method)
         if version == "1.1":
             if self._host_count != 1:
                 raise BadRequest("a request must have exactly one Host header")
@@ -352,7 +333,6 @@ class H1Connection:
             if not valid_host(host):
                 raise BadRequest("invalid Host header")
             self._checked_host = host  # clients repeat their Host: check it once per connection
-        raw_method = parser.get_method()
         method = method_cache.get(raw_method) or method_name(raw_method)
         url = self._url
         scheme: str | None = None
@@ -412,6 +392,25 @@ class H1Connection:
             # fields after the body are the trailer section; collect them apart (RFC 9112 §7.1.2)
             self._trailers = self._headers = []
             self._header_bytes = 0
+
+    def _version(self, raw_method: bytes) -> str:
+        """The HTTP version of the head just parsed.
+
+        httptools gives it only as a newly formatted string (about 1 us per request). When the
+        read that began this message holds its whole request line, the version is at a known
+        place: llhttp accepted ``method SP request-target SP HTTP-version CRLF`` (RFC 9112 §3)
+        and reported the method and the target. Anything else still asks llhttp.
+        """
+        head = self._head_data
+        if head:
+            self._head_data = b""
+            at = len(raw_method) + len(self._url) + 2
+            line_end = head[at : at + 10]
+            if line_end == b"HTTP/1.1\r\n":
+                return "1.1"
+            if line_end == b"HTTP/1.0\r\n":
+                return "1.0"
+        return self._parser.get_http_version()
 
     def _note_upgrade(self, method: str, version: str, stream_id: int) -> None:
         # RFC 6455 §4.1: a GET on HTTP/1.1 or later, with Connection: upgrade (llhttp reports
