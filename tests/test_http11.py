@@ -508,7 +508,9 @@ _VERSION_HEADS = [
     st.lists(st.sampled_from(_VERSION_HEADS), min_size=1, max_size=4),
     st.lists(st.integers(min_value=1, max_value=40), max_size=12),
 )
-def test_version_is_llhttps_however_the_bytes_are_split(heads: list[bytes], cuts: list[int]) -> None:
+def test_version_is_llhttps_however_the_bytes_are_split(
+    heads: list[bytes], cuts: list[int]
+) -> None:
     """The version read off the request line always equals the one llhttp parsed."""
     data = b"".join(heads)
     expected = [

@@ -153,7 +153,9 @@ class Server:
                     return
                 assert mount.app is not None
                 scope = http_scope(stream, mount.root_path, mount.state)
-                task = _Task(HTTPCycle(stream).run(mount.app, scope), loop=self.loop, name=_TASK_NAME)
+                task = _Task(
+                    HTTPCycle(stream).run(mount.app, scope), loop=self.loop, name=_TASK_NAME
+                )
                 self.tasks.add(task)
                 stream.task = task
                 return
