@@ -1,0 +1,183 @@
+"""Responses of one event-loop turn are written together at its end (``H1Driver.write``).
+
+The in-memory tests run the real driver, protocol and gateway on a real event loop and record,
+in one journal, when each app finished and when each transport was written to. The end-to-end
+test checks ordering under concurrency and pipelining over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from portico.config import Config
+from portico.runtime.http1 import DEFER_LIMIT, H1Driver
+from portico.runtime.server import Server
+from tests.conftest import ServerFactory
+
+Journal = list[tuple[str, int]]
+
+
+class RecordingTransport:
+    """Just enough of ``asyncio.Transport``; every call lands in the shared journal."""
+
+    def __init__(self, journal: Journal, index: int) -> None:
+        self.journal = journal
+        self.index = index
+        self.data = bytearray()
+        self.writes = 0
+        self.eof = False
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        info = {"peername": ("127.0.0.1", 40000 + self.index), "sockname": ("127.0.0.1", 8000)}
+        return info.get(name, default)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.journal.append(("write", self.index))
+        self.data += data
+        self.writes += 1
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        self.write(b"".join(chunks))
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.journal.append(("eof", self.index))
+        self.eof = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.journal.append(("close", self.index))
+        self.closed = True
+
+    def abort(self) -> None:
+        self.close()
+
+
+def journaling_app(journal: Journal, body: bytes) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        index = scope["client"][1] - 40000
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+        journal.append(("app done", index))
+
+    return app
+
+
+async def serve_in_memory(
+    body: bytes, data: list[bytes], turns: int = 5
+) -> tuple[Journal, list[RecordingTransport]]:
+    journal: Journal = []
+    server = Server(Config(), journaling_app(journal, body), asyncio.get_running_loop())
+    transports = []
+    for index, request in enumerate(data):
+        transport = RecordingTransport(journal, index)
+        driver = H1Driver(server)
+        driver.connection_made(transport)  # type: ignore[arg-type]
+        driver.data_received(request)
+        transports.append(transport)
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    return journal, transports
+
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def test_small_responses_of_a_turn_go_out_after_every_app_ran() -> None:
+    journal, transports = asyncio.run(serve_in_memory(b"hello", [GET] * 8))
+    done = [i for kind, i in journal if kind == "app done"]
+    writes = [i for kind, i in journal if kind == "write"]
+    assert sorted(done) == sorted(writes) == list(range(8))
+    # every app of the turn ran before the first write: the client wakes once for all of them
+    assert journal.index(("write", writes[0])) > max(
+        journal.index(("app done", i)) for i in range(8)
+    )
+    for transport in transports:
+        assert transport.writes == 1  # head and body in one write
+        assert transport.data.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert transport.data.endswith(b"\r\n\r\nhello")
+
+
+def test_large_response_is_written_when_the_app_sends_it() -> None:
+    body = b"x" * (DEFER_LIMIT + 1)
+    journal, transports = asyncio.run(serve_in_memory(body, [GET] * 2))
+    for i in range(2):
+        # the write comes before the app's next step: nothing that large is held back
+        assert journal.index(("write", i)) < journal.index(("app done", i))
+        assert transports[i].data.endswith(body)
+
+
+def test_pipelined_responses_are_held_together_and_in_order() -> None:
+    requests = b"".join(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % n for n in range(3))
+    journal, transports = asyncio.run(serve_in_memory(b"ok", [requests], turns=10))
+    assert transports[0].data.count(b"HTTP/1.1 200 OK") == 3
+    assert [kind for kind, _ in journal].count("app done") == 3
+
+
+def test_error_after_a_held_response_comes_after_it_then_the_half_close() -> None:
+    data = GET + b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+    journal, transports = asyncio.run(serve_in_memory(b"first", [data]))
+    out = bytes(transports[0].data)
+    assert out.index(b"\r\n\r\nfirst") < out.index(b"HTTP/1.1 400 ")
+    kinds = [kind for kind, _ in journal]
+    assert kinds.index("eof") > max(i for i, kind in enumerate(kinds) if kind == "write")
+
+
+def test_connection_close_writes_the_held_response_before_closing() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    journal, transports = asyncio.run(serve_in_memory(b"bye", [request]))
+    kinds = [kind for kind, _ in journal]
+    assert kinds.index("write") < kinds.index("close")
+    assert transports[0].data.endswith(b"bye")
+
+
+@pytest.mark.parametrize("connections", [24])
+def test_concurrent_pipelined_clients_each_get_their_own_answers_in_order(
+    serve: ServerFactory, connections: int
+) -> None:
+    server = serve("asgi_apps:echo")
+    socks = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(connections)
+    ]
+    try:
+        for c, sock in enumerate(socks):
+            sock.sendall(
+                b"".join(b"GET /c%d/r%d HTTP/1.1\r\nHost: a\r\n\r\n" % (c, r) for r in range(3))
+            )
+        for c, sock in enumerate(socks):
+            paths: list[str] = []
+            buffer = b""
+            while len(paths) < 3:
+                chunk = sock.recv(65536)
+                assert chunk, "server closed early"
+                buffer += chunk
+                while b"\r\n\r\n" in buffer:
+                    head, _, rest = buffer.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                    if len(rest) < length:
+                        break
+                    paths.append(json.loads(rest[:length])["path"])
+                    buffer = rest[length:]
+            assert paths == [f"/c{c}/r{r}" for r in range(3)]
+    finally:
+        for sock in socks:
+            sock.close()
