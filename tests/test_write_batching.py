@@ -102,19 +102,58 @@ async def serve_in_memory(
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
-def test_small_responses_of_a_turn_go_out_after_every_app_ran() -> None:
+def test_small_responses_of_a_turn_go_out_when_the_last_app_answers() -> None:
     journal, transports = asyncio.run(serve_in_memory(b"hello", [GET] * 8))
-    done = [i for kind, i in journal if kind == "app done"]
-    writes = [i for kind, i in journal if kind == "write"]
-    assert sorted(done) == sorted(writes) == list(range(8))
-    # every app of the turn ran before the first write: the client wakes once for all of them
-    assert journal.index(("write", writes[0])) > max(
-        journal.index(("app done", i)) for i in range(8)
-    )
+    kinds = [kind for kind, _ in journal]
+    assert sorted(i for kind, i in journal if kind == "write") == list(range(8))
+    first_write = kinds.index("write")
+    # seven apps answered and nothing was written; the eighth answer wrote all eight, back to
+    # back, so the client side wakes once for all of them
+    assert kinds[:first_write] == ["app done"] * 7
+    assert kinds[first_write : first_write + 8] == ["write"] * 8
     for transport in transports:
         assert transport.writes == 1  # head and body in one write
         assert transport.data.startswith(b"HTTP/1.1 200 OK\r\n")
         assert transport.data.endswith(b"\r\n\r\nhello")
+
+
+def test_a_lone_request_is_answered_in_its_own_turn() -> None:
+    journal, _ = asyncio.run(serve_in_memory(b"hello", [GET], turns=1))
+    assert journal == [("write", 0), ("app done", 0)]
+
+
+def test_held_responses_go_out_next_turn_when_another_request_still_runs() -> None:
+    async def scenario() -> tuple[list[RecordingTransport], list[int]]:
+        release = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["path"] == "/slow":
+                await release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        server = Server(Config(), app, loop)
+        transports = []
+        for index, path in enumerate([b"/slow", b"/fast"]):
+            transport = RecordingTransport([], index)
+            driver = H1Driver(server)
+            driver.connection_made(transport)  # type: ignore[arg-type]
+            driver.data_received(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path)
+            transports.append(transport)
+        writes = []
+        for _ in range(3):
+            await asyncio.sleep(0)
+            writes.append(transports[1].writes)
+        release.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return transports, writes
+
+    transports, writes = asyncio.run(scenario())
+    assert writes[0] == 0  # held: /slow was still in flight when /fast answered
+    assert writes[-1] == 1  # and written in the next turn, without waiting for /slow
+    assert transports[0].data.endswith(b"ok")
 
 
 def test_large_response_is_written_when_the_app_sends_it() -> None:

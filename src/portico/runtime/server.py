@@ -110,6 +110,7 @@ class Server:
         self._warned: dict[str, float] = {}
         #: connections holding response bytes until the end of this loop turn
         self._unflushed: list[H1Driver] = []
+        self._flush_scheduled = False
         self._tick()
 
     # --- hot path -----------------------------------------------------------------
@@ -165,19 +166,30 @@ class Server:
         self.app_finished(stream)
 
     def flush_later(self, conn: H1Driver) -> None:
-        """Have ``conn`` write its held responses once the apps of this loop turn have run."""
+        """Have ``conn`` write its held responses once the apps of this loop turn have run.
+
+        The turn's last answer flushes them (see ``H1Driver.write``); if other requests are
+        still running then, the flush scheduled here writes them at the start of the next turn,
+        before the tasks that turn's reads create.
+        """
         unflushed = self._unflushed
         if not unflushed:
-            # call_soon from inside the turn runs at the start of the next one, before the
-            # tasks the next turn's reads create: every response of a turn goes out together
-            self.loop.call_soon(self._flush)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._scheduled_flush)
         unflushed.append(conn)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write every response held back in this turn."""
         unflushed = self._unflushed
-        self._unflushed = []
-        for conn in unflushed:
-            conn.flush()
+        if unflushed:
+            self._unflushed = []
+            for conn in unflushed:
+                conn.flush()
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
 
     def app_finished(self, stream: H1Stream) -> None:
         """Called by the gateway, inside the request's task, when the app has returned."""
