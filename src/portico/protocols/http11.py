@@ -410,7 +410,8 @@ class H1Connection:
                 return "1.1"
             if line_end == b"HTTP/1.0\r\n":
                 return "1.0"
-        return self._parser.get_http_version()
+        version: str = self._parser.get_http_version()
+        return version
 
     def _note_upgrade(self, method: str, version: str, stream_id: int) -> None:
         # RFC 6455 §4.1: a GET on HTTP/1.1 or later, with Connection: upgrade (llhttp reports
