@@ -173,10 +173,9 @@ class Server:
         before the tasks that turn's reads create.
         """
         unflushed = self._unflushed
-        if not unflushed:
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self.loop.call_soon(self._scheduled_flush)
+        if not unflushed and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
         unflushed.append(conn)
 
     def flush(self) -> None:
