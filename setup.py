@@ -21,6 +21,7 @@ HOT_PATH = [
     "src/portico/gateways/stream.py",
     "src/portico/gateways/asgi.py",
     "src/portico/runtime/http1.py",
+    "src/portico/runtime/http1_stream.py",
     "src/portico/runtime/server.py",
     "src/portico/protocols/websocket.py",
     "src/portico/runtime/websocket.py",

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from portico.gateways.asgi import ASGIApp, HTTPCycle, http_scope
 from portico.logs import AccessLog
 from portico.protocols.http11 import H1Limits
-from portico.runtime.http1 import H1Driver, H1Stream
+from portico.runtime.http1 import H1Driver
+from portico.runtime.http1_stream import H1Stream
 from portico.runtime.websocket import WSSettings, serve_websocket
 
 if TYPE_CHECKING:

@@ -39,7 +39,8 @@ from portico.protocols.websocket import (
 )
 
 if TYPE_CHECKING:
-    from portico.runtime.http1 import H1Driver, H1Stream
+    from portico.runtime.http1 import H1Driver
+    from portico.runtime.http1_stream import H1Stream
     from portico.runtime.server import Server
 
 log = logging.getLogger("portico.error")

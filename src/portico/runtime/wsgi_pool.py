@@ -46,7 +46,7 @@ from portico.protocols.events import Headers
 from portico.runtime.http1 import WRITE_HIGH_WATER
 
 if TYPE_CHECKING:
-    from portico.runtime.http1 import H1Stream
+    from portico.runtime.http1_stream import H1Stream
 
 log = logging.getLogger("portico.error")
 
