@@ -56,6 +56,9 @@ class MemoryTransport:
     def writelines(self, chunks: list[bytes]) -> None:
         self.write(b"".join(chunks))
 
+    def is_closing(self) -> bool:
+        return False
+
     def pause_reading(self) -> None:
         pass
 

@@ -156,6 +156,42 @@ def test_held_responses_go_out_next_turn_when_another_request_still_runs() -> No
     assert transports[0].data.endswith(b"ok")
 
 
+class BrokenTransport(RecordingTransport):
+    """A transport that refuses writes, as uvloop's does between a reset and connection_lost."""
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+
+def test_a_broken_connection_does_not_cost_the_others_their_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> tuple[list[RecordingTransport], Journal]:
+        journal: Journal = []
+        server = Server(Config(), journaling_app(journal, b"ok"), asyncio.get_running_loop())
+        transports: list[RecordingTransport] = []
+        for index in range(4):
+            kind = BrokenTransport if index == 1 else RecordingTransport
+            transport = kind(journal, index)
+            if index == 2:
+                transport.closed = True  # reset already seen: is_closing() says so
+            driver = H1Driver(server)
+            driver.connection_made(transport)  # type: ignore[arg-type]
+            driver.data_received(GET)
+            transports.append(transport)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return transports, journal
+
+    transports, journal = asyncio.run(scenario())
+    assert [kind for kind, _ in journal].count("app done") == 4  # no app saw the failure
+    assert transports[0].data.endswith(b"ok") and transports[3].data.endswith(b"ok")
+    assert transports[1].writes == 0 and transports[1].closed  # dropped
+    assert transports[2].writes == 0  # skipped: already going away
+    assert "Exception in ASGI application" not in caplog.text
+    assert caplog.text.count("could not write to a connection") == 1
+
+
 def test_large_response_is_written_when_the_app_sends_it() -> None:
     body = b"x" * (DEFER_LIMIT + 1)
     journal, transports = asyncio.run(serve_in_memory(body, [GET] * 2))

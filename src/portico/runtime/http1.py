@@ -305,11 +305,17 @@ class H1Driver(asyncio.Protocol):
             self.flush()
 
     def flush(self) -> None:
-        """Write what :meth:`write` held back (the server calls this at the end of a turn)."""
+        """Write what :meth:`write` held back (the server calls this at the end of a turn).
+
+        Another connection's app may be the one flushing, so a transport that is already going
+        away (uvloop refuses writes between a reset and ``connection_lost``) is skipped here
+        instead of failing that app.
+        """
         out = self._out
         if out is not None:
             self._out = None
-            if not self.closed:
+            transport = self.transport
+            if not self.closed and transport is not None and not transport.is_closing():
                 self._write_now(out)
 
     def _write_now(self, chunks: list[bytes]) -> None:

@@ -185,7 +185,13 @@ class Server:
         if unflushed:
             self._unflushed = []
             for conn in unflushed:
-                conn.flush()
+                try:
+                    conn.flush()
+                except Exception:
+                    # one connection's broken transport must not cost the others their answers
+                    # (nor fail the app whose answer triggered the flush)
+                    log.warning("could not write to a connection; dropping it", exc_info=True)
+                    conn.abort()
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
