@@ -20,11 +20,13 @@ HOT_PATH = [
     "src/portico/protocols/http11.py",
     "src/portico/gateways/stream.py",
     "src/portico/gateways/asgi.py",
+    "src/portico/runtime/context.py",
     "src/portico/runtime/http1.py",
     "src/portico/runtime/http1_stream.py",
-    "src/portico/runtime/server.py",
+    "src/portico/runtime/router.py",
+    "src/portico/runtime/tls_transport.py",
     "src/portico/protocols/websocket.py",
-    "src/portico/runtime/websocket.py",
+    "src/portico/runtime/ws_engine.py",
 ]
 
 

@@ -60,6 +60,14 @@ EXPECTED_FIELDS = {
     "reuse_port": False,
     "dual_stack": False,
     "umask": None,
+    "insecure_bind": (),
+    "certfile": None,
+    "keyfile": None,
+    "keyfile_password": None,
+    "ca_certs": None,
+    "cert_reqs": "none",
+    "ciphers": None,
+    "tls_min_version": "1.2",
     "app_dir": ".",
     "factory": False,
     "interface": "auto",
@@ -368,11 +376,11 @@ def test_flag_errors(argv: list[str], message: str) -> None:
 
 
 def test_unknown_env_variable_is_a_warning_not_an_error() -> None:
-    env = {"PORTICO_WOKERS": "3", "PORTICO_TEST_FILE": "/x", "PORTICO_WORKERS": "2"}
+    env = {"PORTICO_WOKERS": "3", "PORTICO_QQQ_ZZZ": "/x", "PORTICO_WORKERS": "2"}
     resolved = run([], env)
     assert resolved.config.workers == 2
     assert resolved.warnings == (
-        "PORTICO_TEST_FILE: not a Portico setting, ignored",
+        "PORTICO_QQQ_ZZZ: not a Portico setting, ignored",
         "PORTICO_WOKERS: not a Portico setting, ignored; did you mean PORTICO_WORKERS?",
     )
     assert run().warnings == ()

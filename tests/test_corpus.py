@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from portico.config import Config
 from portico.protocols.events import Body, EndOfBody, Event, Request, StreamError
-from portico.protocols.http11 import H1Connection, H1Limits
+from portico.protocols.http11 import H1Connection
+from portico.runtime.limits import build_limits
 from tests.conftest import ServerProcess
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -169,7 +171,7 @@ def comparable(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def run(case: Case, mode: str) -> list[tuple[Any, ...]]:
-    conn = H1Connection(H1Limits(**case.limits))
+    conn = H1Connection(build_limits(Config(**case.limits)).h1)
     events: list[Event] = []
     for piece in pieces(case.data, mode, case.name):
         events += conn.receive_data(piece)

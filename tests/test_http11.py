@@ -6,9 +6,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from portico.config import Config
 from portico.errors import AppError
 from portico.protocols.events import Body, EndOfBody, Event, Request, StreamError
 from portico.protocols.http11 import H1Connection, H1Limits
+from portico.runtime.limits import build_limits
 
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 
@@ -21,8 +23,13 @@ def errors(events: list[Event]) -> list[StreamError]:
     return [e for e in events if isinstance(e, StreamError)]
 
 
+def h1_limits(**settings: int) -> H1Limits:
+    """The HTTP/1.1 limits the server builds from these settings (and the defaults)."""
+    return build_limits(Config(**settings)).h1  # type: ignore[arg-type]
+
+
 def connection(data: bytes = GET, limits: H1Limits | None = None) -> H1Connection:
-    conn = H1Connection(limits)
+    conn = H1Connection(limits or h1_limits())
     events = conn.receive_data(data)
     assert requests(events) and not errors(events), events
     return conn
@@ -43,16 +50,10 @@ def test_one_shot_body_gets_content_length() -> None:
     assert conn.waiting == 0
 
 
-def test_date_and_server_lines_only_when_the_app_sent_none() -> None:
+def test_date_and_server_fields_only_when_the_app_sent_none() -> None:
     conn = connection()
     head = head_of(
-        conn.response_start(
-            200,
-            [(b"Server", b"app")],
-            b"",
-            date_line=b"date: D\r\n",
-            server_line=b"server: portico\r\n",
-        )
+        conn.response_start(200, [(b"Server", b"app")], b"", date=b"D", server=b"portico")
     )
     assert b"date: D\r\n" in head
     assert b"server: portico" not in head
@@ -287,7 +288,7 @@ def test_no_continue_after_the_response_started() -> None:
 
 
 def test_pipelined_responses_go_in_order() -> None:
-    conn = H1Connection()
+    conn = H1Connection(h1_limits())
     events = conn.receive_data(GET.replace(b"/ ", b"/1 ") + GET.replace(b"/ ", b"/2 "))
     assert [r.raw_path for r in requests(events)] == [b"/1", b"/2"]
     assert conn.waiting == 2
@@ -304,7 +305,7 @@ def test_pipelined_responses_go_in_order() -> None:
 
 
 def test_error_after_valid_pipelined_request_comes_after_it() -> None:
-    conn = H1Connection()
+    conn = H1Connection(h1_limits())
     events = conn.receive_data(GET + b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
     assert [type(e) for e in events if not isinstance(e, EndOfBody)] == [Request, StreamError]
     assert events[-1].status == 400  # type: ignore[union-attr]
@@ -321,7 +322,7 @@ def test_error_after_valid_pipelined_request_comes_after_it() -> None:
 
 
 def test_max_body_size_on_chunked_body_while_streaming() -> None:
-    conn = H1Connection(H1Limits(max_body_size=8))
+    conn = H1Connection(h1_limits(max_body_size=8))
     events = conn.receive_data(
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
     )
@@ -332,7 +333,7 @@ def test_max_body_size_on_chunked_body_while_streaming() -> None:
 
 
 def test_endless_header_line_fed_one_byte_at_a_time_gets_431() -> None:
-    limits = H1Limits(max_request_line=100, max_header_bytes=1000)
+    limits = h1_limits(max_request_line=100, max_header_bytes=1000)
     bound = limits.max_request_line + limits.max_header_bytes + 4096
     conn = H1Connection(limits)
     assert conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\nX-Endless: ") == []
@@ -348,7 +349,7 @@ def test_endless_header_line_fed_one_byte_at_a_time_gets_431() -> None:
 
 
 def test_incomplete_head_at_eof_closes_quietly() -> None:
-    conn = H1Connection()
+    conn = H1Connection(h1_limits())
     conn.receive_data(b"GET / HTTP/1.1\r\n")
     conn.receive_data(b"Host: a\r\n")
     assert conn.receive_eof() == []
@@ -356,7 +357,7 @@ def test_incomplete_head_at_eof_closes_quietly() -> None:
 
 
 def test_truncated_body_at_eof_is_400() -> None:
-    conn = H1Connection()
+    conn = H1Connection(h1_limits())
     conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab")
     events = conn.receive_eof()
     assert [(type(e), e.status) for e in events] == [(StreamError, 400)]  # type: ignore[union-attr]
@@ -375,7 +376,7 @@ def test_unknown_wellformed_method_is_501_in_every_split(split: str) -> None:
         (GET + b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
     ]
     for data, status in cases:
-        conn = H1Connection()
+        conn = H1Connection(h1_limits())
         events: list[Event] = []
         pieces = [data] if split == "whole" else [data[i : i + 1] for i in range(len(data))]
         for piece in pieces:
@@ -385,7 +386,7 @@ def test_unknown_wellformed_method_is_501_in_every_split(split: str) -> None:
 
 def test_connect_with_origin_form_never_reaches_the_app() -> None:
     """CONNECT needs authority-form; with '/path' no Request event may come before the error."""
-    conn = H1Connection()
+    conn = H1Connection(h1_limits())
     events = conn.receive_data(b"CONNECT /path HTTP/1.1\r\nHost: a\r\n\r\n")
     assert requests(events) == []
     assert [e.status for e in errors(events)] in ([400], [501])
@@ -397,7 +398,7 @@ def test_upgrade_request_body_is_never_parsed_as_a_request() -> None:
         b"POST / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(smuggled), smuggled)
     )
-    events = H1Connection().receive_data(data)
+    events = H1Connection(h1_limits()).receive_data(data)
     assert [r.raw_path for r in requests(events)] in ([b"/"], [])
     paths = [r.raw_path for r in requests(events)]
     assert b"/smuggled" not in paths
@@ -407,7 +408,9 @@ def test_upgrade_request_body_is_never_parsed_as_a_request() -> None:
 
 def test_unsupported_http_versions_get_505() -> None:
     for version in (b"1.2", b"3.0", b"2.0", b"0.9"):
-        events = H1Connection().receive_data(b"GET / HTTP/%s\r\nHost: a\r\n\r\n" % version)
+        events = H1Connection(h1_limits()).receive_data(
+            b"GET / HTTP/%s\r\nHost: a\r\n\r\n" % version
+        )
         assert [e.status for e in errors(events)] == [505], version
 
 
@@ -415,7 +418,7 @@ def test_transfer_encoding_with_a_tab_is_refused_before_the_app_sees_it() -> Non
     """llhttp refuses a tab in Transfer-Encoding only after reporting the head; Portico refuses
     it first, so no request whose framing the two readings disagree on reaches the app."""
     data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n2\r\nok\r\n0\r\n\r\n"
-    events = H1Connection().receive_data(data)
+    events = H1Connection(h1_limits()).receive_data(data)
     assert [e.status for e in errors(events)] == [400]
     assert not [e for e in events if isinstance(e, Request)]
 
@@ -478,11 +481,11 @@ def test_any_split_of_a_pipelined_stream_gives_the_same_events(
     messages: list[bytes], data: st.DataObject
 ) -> None:
     stream = b"".join(messages)
-    whole = H1Connection().receive_data(stream)
+    whole = H1Connection(h1_limits()).receive_data(stream)
     assert errors(whole) == []
     assert len(requests(whole)) == len(messages)
     cuts = sorted(data.draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=20)))
-    conn = H1Connection()
+    conn = H1Connection(h1_limits())
     split: list[Event] = []
     for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         split += conn.receive_data(stream[start:end])
@@ -517,7 +520,7 @@ def test_version_is_llhttps_however_the_bytes_are_split(
         b" HTTP/1.0\r\n" in head.split(b"\r\n\r\n")[0].lstrip(b"\r\n").split(b"\r\n")[0] + b"\r\n"
         for head in heads
     ]
-    conn = H1Connection()
+    conn = H1Connection(h1_limits())
     events: list[Event] = []
     at = 0
     for cut in cuts:

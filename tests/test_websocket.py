@@ -17,6 +17,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import CLIENT
 from websockets.protocol import Protocol as ClientProtocol
 
+from portico.config import Config
 from portico.errors import AppError
 from portico.gateways.stream import ClientDisconnected
 from portico.gateways.websocket import WebSocketChannel, WebSocketCycle, websocket_scope
@@ -26,12 +27,26 @@ from portico.protocols.websocket import (
     HandshakeError,
     WSConnection,
     WSOptions,
-    accept_response,
+    accept_headers,
     check_handshake,
     is_websocket_upgrade,
 )
+from portico.runtime.limits import build_limits
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's example
+
+
+def options(**settings: Any) -> WSOptions:
+    """The WebSocket options the server builds from these settings (and the defaults)."""
+    return build_limits(Config(**settings)).websocket.protocol
+
+
+def h1() -> H1Connection:
+    return H1Connection(build_limits(Config()).h1)
+
+
+def accepted(handshake: Any, subprotocol: str | None, headers: Headers) -> dict[bytes, bytes]:
+    return dict(accept_headers(handshake, subprotocol, headers))
 
 
 def request(
@@ -49,23 +64,43 @@ def request(
 
 
 def test_accept_value_is_the_rfc_example() -> None:
-    handshake = check_handshake(request(), WSOptions())
+    handshake = check_handshake(request(), options())
     # RFC 6455 §1.3: this key gives this accept value
     assert handshake.accept == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     assert handshake.accept == base64.b64encode(
         hashlib.sha1(KEY + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
     )
-    response = accept_response(handshake, None, [(b"x-a", b"1")], b"server: portico\r\n")
-    assert response.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
-    assert b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in response
-    assert b"x-a: 1\r\nserver: portico\r\n\r\n" in response
-    assert b"sec-websocket-protocol" not in response
+    fields = accept_headers(handshake, None, [(b"x-a", b"1")])
+    assert fields == [
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-accept", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        (b"x-a", b"1"),
+    ]
+
+
+def test_over_http2_there_is_no_key_and_no_upgrade_fields() -> None:
+    # RFC 8441 §5: an extended CONNECT carries no Sec-WebSocket-Key, and the 200 that accepts
+    # it has no Upgrade, Connection or Sec-WebSocket-Accept
+    h2 = Request(
+        1,
+        "CONNECT",
+        b"/chat",
+        b"",
+        "2",
+        [(b"sec-websocket-version", b"13")],
+        True,
+        False,
+        b"websocket",
+    )
+    handshake = check_handshake(h2, options())
+    assert accept_headers(handshake, None, [(b"x-a", b"1")]) == [(b"x-a", b"1")]
 
 
 @pytest.mark.parametrize("version", [None, b"8", b"13, 8", b"14"])
 def test_other_versions_are_426_naming_13(version: bytes | None) -> None:
     with pytest.raises(HandshakeError) as error:
-        check_handshake(request(version=version), WSOptions())
+        check_handshake(request(version=version), options())
     assert error.value.status == 426
     assert (b"sec-websocket-version", b"13") in error.value.headers
 
@@ -76,57 +111,59 @@ def test_other_versions_are_426_naming_13(version: bytes | None) -> None:
 )
 def test_bad_keys_are_400(key: bytes) -> None:
     with pytest.raises(HandshakeError) as error:
-        check_handshake(request(key=key), WSOptions())
+        check_handshake(request(key=key), options())
     assert error.value.status == 400
 
 
 def test_two_keys_are_400() -> None:
     with pytest.raises(HandshakeError) as error:
-        check_handshake(request((b"sec-websocket-key", KEY)), WSOptions())
+        check_handshake(request((b"sec-websocket-key", KEY)), options())
     assert error.value.status == 400
 
 
 def test_subprotocols_in_order_and_only_offered_ones_accepted() -> None:
     handshake = check_handshake(
         request((b"sec-websocket-protocol", b"b, a"), (b"sec-websocket-protocol", b"c")),
-        WSOptions(),
+        options(),
     )
     assert handshake.subprotocols == ["b", "a", "c"]
-    assert b"sec-websocket-protocol: a\r\n" in accept_response(handshake, "a", [])
+    assert accepted(handshake, "a", [])[b"sec-websocket-protocol"] == b"a"
     with pytest.raises(AppError):
-        accept_response(handshake, "d", [])
+        accept_headers(handshake, "d", [])
     with pytest.raises(AppError):
-        accept_response(handshake, None, [(b"sec-websocket-protocol", b"a")])
+        accept_headers(handshake, None, [(b"sec-websocket-protocol", b"a")])
     with pytest.raises(AppError):
-        accept_response(handshake, None, [(b"x-bad", b"a\r\nb")])
+        accept_headers(handshake, None, [(b"x-bad", b"a\r\nb")])
 
 
 def test_deflate_negotiation_is_bounded_and_optional() -> None:
     offer = (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")
-    handshake = check_handshake(request(offer), WSOptions(deflate_window_bits=10))
+    handshake = check_handshake(request(offer), options(ws_deflate_window_bits=10))
     # RFC 7692 §7.1.2: the server bounds its own window and, offered the choice, the client's
     assert handshake.extensions == (
         b"permessage-deflate; server_max_window_bits=10; client_max_window_bits=10"
     )
     assert handshake.extension is not None
-    assert b"sec-websocket-extensions: permessage-deflate;" in accept_response(handshake, None, [])
+    assert accepted(handshake, None, [])[b"sec-websocket-extensions"].startswith(
+        b"permessage-deflate;"
+    )
     # a client that cannot bound its window still gets compression, within our own window
     plain = check_handshake(
-        request((b"sec-websocket-extensions", b"permessage-deflate")), WSOptions()
+        request((b"sec-websocket-extensions", b"permessage-deflate")), options()
     )
     assert plain.extensions == b"permessage-deflate; server_max_window_bits=12"
     # not offered, or switched off: none
-    assert check_handshake(request(), WSOptions()).extension is None
-    off = check_handshake(request(offer), WSOptions(per_message_deflate=False))
+    assert check_handshake(request(), options()).extension is None
+    off = check_handshake(request(offer), options(ws_per_message_deflate=False))
     assert off.extension is None and off.extensions == b""
-    assert b"sec-websocket-extensions" not in accept_response(off, None, [])
+    assert b"sec-websocket-extensions" not in accepted(off, None, [])
     # an unknown extension is left out; an unacceptable offer falls through to the next
     other = check_handshake(
         request(
             (b"sec-websocket-extensions", b"x-other, permessage-deflate; server_max_window_bits=8"),
             (b"sec-websocket-extensions", b"permessage-deflate"),
         ),
-        WSOptions(),
+        options(),
     )
     assert other.extensions == b"permessage-deflate; server_max_window_bits=12"
 
@@ -141,8 +178,8 @@ def test_upgrade_tokens() -> None:
 # --- the message layer ------------------------------------------------------------------------
 
 
-def pair(options: WSOptions | None = None) -> tuple[WSConnection, ClientProtocol]:
-    return WSConnection(options or WSOptions(), None), ClientProtocol(CLIENT)
+def pair(chosen: WSOptions | None = None) -> tuple[WSConnection, ClientProtocol]:
+    return WSConnection(chosen or options(), None), ClientProtocol(CLIENT)
 
 
 def client_bytes(client: ClientProtocol) -> bytes:
@@ -189,7 +226,7 @@ def test_close_between_fragments_is_answered_normally() -> None:
 
 
 def test_message_size_limit_is_1009_also_across_fragments() -> None:
-    server, client = pair(WSOptions(max_message_size=10))
+    server, client = pair(options(ws_max_message_size=10))
     client.send_binary(b"x" * 6, fin=False)
     client.send_continuation(b"x" * 6, fin=True)
     assert server.receive_data(client_bytes(client)) == []
@@ -266,7 +303,7 @@ def test_any_split_of_the_input_gives_the_same_messages(
     # The short path cuts frames itself and hands the rest to the library whole: wherever the
     # reads end (even right after a frame's first two bytes), the messages are the same.
     data, expected = _client_stream(messages)
-    server = WSConnection(WSOptions(), None)
+    server = WSConnection(options(), None)
     got: list[Any] = []
     pos = 0
     for size in splits:
@@ -278,11 +315,11 @@ def test_any_split_of_the_input_gives_the_same_messages(
 
 
 def test_unmasked_frames_fail_with_1002_and_oversized_ones_at_once_with_1009() -> None:
-    server = WSConnection(WSOptions(), None)
+    server = WSConnection(options(), None)
     assert server.receive_data(b"\x81\x02hi") == []  # RFC 6455 §5.1: clients must mask
     [close] = server_frames(server)
     assert struct.unpack("!H", close.data[:2])[0] == 1002
-    server = WSConnection(WSOptions(max_message_size=1000), None)
+    server = WSConnection(options(ws_max_message_size=1000), None)
     # a 2 GiB frame is refused on its header, before any of its payload is buffered
     assert server.receive_data(b"\x82\xff" + (1 << 31).to_bytes(8) + b"mask") == []
     [close] = server_frames(server)
@@ -299,7 +336,7 @@ NEXT = b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
 def test_a_websocket_handshake_holds_what_follows_it() -> None:
-    conn = H1Connection()
+    conn = h1()
     [event] = conn.receive_data(HANDSHAKE + b"\x81\x80frame")
     assert isinstance(event, Request) and event.upgrade == b"websocket"
     assert conn.upgrade_held == event.stream_id
@@ -309,7 +346,7 @@ def test_a_websocket_handshake_holds_what_follows_it() -> None:
 
 
 def test_a_released_handshake_is_an_ordinary_request() -> None:
-    conn = H1Connection()
+    conn = h1()
     conn.receive_data(HANDSHAKE + NEXT[:10])
     conn.receive_data(NEXT[10:])
     [event] = conn.release_upgrade()
@@ -326,7 +363,7 @@ def test_a_released_handshake_is_an_ordinary_request() -> None:
     ],
 )
 def test_other_upgrades_are_declined_in_the_protocol(head: bytes) -> None:
-    conn = H1Connection()
+    conn = h1()
     events = conn.receive_data(head + NEXT)
     assert [type(e) for e in events] == [Request, Request]
     assert not conn.upgrade_held
@@ -343,6 +380,7 @@ class FakeChannel(WebSocketChannel):
         self.client = ("127.0.0.1", 5000)
         self.server = ("127.0.0.1", 8000)
         self.scheme = "ws"
+        self.tls = None
         self.subprotocols = ["p1", "p2"]
         self.incoming = list(incoming or [])
         self.calls: list[tuple[Any, ...]] = []

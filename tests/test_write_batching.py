@@ -1,4 +1,4 @@
-"""Responses of one event-loop turn are written together at its end (``H1Driver.write``).
+"""Responses of one event-loop turn are written together at its end (``Driver.write``).
 
 The in-memory tests run the real driver, protocol and gateway on a real event loop and record,
 in one journal, when each app finished and when each transport was written to. The end-to-end
@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from portico.config import Config
-from portico.runtime.http1 import DEFER_LIMIT, H1Driver
-from portico.runtime.server import Server
+from portico.gateways.asgi import ASGIApp
+from portico.runtime.context import DEFER_LIMIT, WorkerContext
+from portico.runtime.http1 import H1Driver
+from portico.runtime.router import Mount, Router
 from tests.conftest import ServerFactory
 
 Journal = list[tuple[str, int]]
@@ -86,7 +88,7 @@ async def serve_in_memory(
     body: bytes, data: list[bytes], turns: int = 5
 ) -> tuple[Journal, list[RecordingTransport]]:
     journal: Journal = []
-    server = Server(Config(), journaling_app(journal, body), asyncio.get_running_loop())
+    server = context(journaling_app(journal, body))
     transports = []
     for index, request in enumerate(data):
         transport = RecordingTransport(journal, index)
@@ -100,6 +102,13 @@ async def serve_in_memory(
 
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def context(app: ASGIApp) -> WorkerContext:
+    """A worker's context serving ``app``, as the worker builds it."""
+    ctx = WorkerContext(Config(), asyncio.get_running_loop())
+    ctx.dispatcher = Router(ctx, [Mount("/", app, None, "", {})], mounted=False)
+    return ctx
 
 
 def test_small_responses_of_a_turn_go_out_when_the_last_app_answers() -> None:
@@ -125,7 +134,6 @@ def test_a_lone_request_is_answered_in_its_own_turn() -> None:
 def test_held_responses_go_out_next_turn_when_another_request_still_runs() -> None:
     async def scenario() -> tuple[list[RecordingTransport], list[int]]:
         release = asyncio.Event()
-        loop = asyncio.get_running_loop()
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["path"] == "/slow":
@@ -133,7 +141,7 @@ def test_held_responses_go_out_next_turn_when_another_request_still_runs() -> No
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        server = Server(Config(), app, loop)
+        server = context(app)
         transports = []
         for index, path in enumerate([b"/slow", b"/fast"]):
             transport = RecordingTransport([], index)
@@ -168,7 +176,7 @@ def test_a_broken_connection_does_not_cost_the_others_their_answers(
 ) -> None:
     async def scenario() -> tuple[list[RecordingTransport], Journal]:
         journal: Journal = []
-        server = Server(Config(), journaling_app(journal, b"ok"), asyncio.get_running_loop())
+        server = context(journaling_app(journal, b"ok"))
         transports: list[RecordingTransport] = []
         for index in range(4):
             kind = BrokenTransport if index == 1 else RecordingTransport

@@ -40,6 +40,7 @@ class FakeStream:
         self.client = ("10.0.0.1", 4242)
         self.server: tuple[str, int | None] | None = ("127.0.0.1", 8000)
         self.scheme = "http"
+        self.tls: dict[str, Any] | None = None
         self.pieces = list(pieces)
         self.cut = cut
         self.asked: list[int] = []

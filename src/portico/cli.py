@@ -51,6 +51,7 @@ def _check(resolved: Resolved) -> int:
     from portico.gateways.loader import load_app  # noqa: PLC0415 -- the master never loads it
 
     config = resolved.config
+    _check_tls(config)
     loaded = load_app(
         config.app, app_dir=config.app_dir, factory=config.factory, interface=config.interface
     )
@@ -59,6 +60,7 @@ def _check(resolved: Resolved) -> int:
 
 
 def _serve(config: Config, argv: list[str]) -> int:
+    _check_tls(config)  # a certificate that does not load stops the server here, with exit 2
     _configure_logs(config)
     from portico.supervisor.master import Master  # noqa: PLC0415 -- lazy, as the worker below
 
@@ -73,7 +75,7 @@ def _serve(config: Config, argv: list[str]) -> int:
 
         preloaded = load(config)
 
-    def boot(config: Config, sockets: list[socket.socket], link: MasterLink) -> int:
+    def boot(config: Config, sockets: list[tuple[str, socket.socket]], link: MasterLink) -> int:
         from portico.worker.main import LoadedApps, serve  # noqa: PLC0415 -- in the worker only
 
         apps = preloaded if isinstance(preloaded, LoadedApps) else None
@@ -83,10 +85,20 @@ def _serve(config: Config, argv: list[str]) -> int:
         resolved = resolve(argv, os.environ, _read_text, os.getcwd())
         for warning in resolved.warnings:
             log.warning("%s", warning)
+        # before any worker is replaced: a certificate that does not load keeps the old one
+        _check_tls(resolved.config)
         _configure_logs(resolved.config)
         return resolved.config
 
     return Master(config, boot, reconfigure).run()
+
+
+def _check_tls(config: Config) -> None:
+    """Load the TLS files once (``ConfigError`` naming the file at fault), if TLS is on."""
+    if config.certfile is not None:
+        from portico.runtime import tls  # noqa: PLC0415 -- only with TLS
+
+        tls.check(config)
 
 
 def _configure_logs(config: Config) -> None:

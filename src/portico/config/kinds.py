@@ -220,6 +220,11 @@ def _convert_binds(raw: object) -> tuple[str, ...]:
     return tuple(validate_bind(_convert_str(item)) for item in items)
 
 
+def _convert_binds_or_none(raw: object) -> tuple[str, ...]:
+    items = _items(raw, "an address or a list of addresses")
+    return tuple(validate_bind(_convert_str(item)) for item in items)
+
+
 _MOUNT_PREFIX = re.compile(
     r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@%]+(?:/[A-Za-z0-9\-._~!$&'()*+,;=:@%]+)*)?"
 )
@@ -247,6 +252,17 @@ def _convert_mounts(raw: object) -> tuple[str, ...]:
     return mounts
 
 
+_CERT_REQS = {"0": "none", "1": "optional", "2": "required"}
+
+
+def _convert_cert_reqs(raw: object) -> str:
+    # gunicorn's --cert-reqs takes the ssl module's numbers (0, 1, 2); accept them as well
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    value = _convert_str(raw).strip().lower()
+    return CERT_REQS_WORDS.convert(_CERT_REQS.get(value, value))
+
+
 def _convert_action(raw: object) -> bool:
     return _convert_bool(raw)
 
@@ -271,5 +287,15 @@ BINDS: Kind[tuple[str, ...]] = Kind(
     _convert_binds,
     metavar="ADDRESS",
 )
+OPTIONAL_BINDS: Kind[tuple[str, ...]] = Kind(
+    "list of addresses, as `bind` takes them", _convert_binds_or_none, metavar="ADDRESS"
+)
 MOUNTS: Kind[tuple[str, ...]] = Kind("list of `PREFIX=APP`", _convert_mounts, metavar="PREFIX=APP")
 ACTION: Kind[bool] = Kind("command-line action", _convert_action, is_flag=True)
+CERT_REQS_WORDS: Kind[str] = choice("none", "optional", "required")
+CERT_REQS: Kind[str] = Kind(
+    "one of `none`, `optional`, `required` (or gunicorn's `0`, `1`, `2`)",
+    _convert_cert_reqs,
+    metavar="{none,optional,required}",
+    choices=("none", "optional", "required"),
+)

@@ -30,6 +30,8 @@ def _setting_value(setting: Setting, value: object) -> str:
     # a mode mask reads as octal (0o117), which TOML accepts too; its decimal form (79) does not
     if setting.kind is kinds.MODE and isinstance(value, int):
         return oct(value)
+    if setting.secret and value is not None:
+        return '"(hidden)"'
     return toml_value(value)
 
 

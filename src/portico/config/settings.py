@@ -46,6 +46,8 @@ class Setting:
     in_file: bool = True
     #: the environment variable, when it is not ``PORTICO_<NAME>``
     env_name: str = ""
+    #: a password: ``--print-config`` shows whether it is set, never its value
+    secret: bool = False
 
     @property
     def env(self) -> str | None:
@@ -71,6 +73,7 @@ def _setting(
     env_fallbacks: tuple[str, ...] = (),
     in_file: bool = True,
     env_name: str = "",
+    secret: bool = False,
 ) -> T:
     row = Setting(
         name="",  # filled in from the field name below
@@ -83,6 +86,7 @@ def _setting(
         env_fallbacks=env_fallbacks,
         in_file=in_file,
         env_name=env_name,
+        secret=secret,
     )
     # Typed like dataclasses.field(): it returns the field's value type, so fields stay typed.
     return dataclasses.field(default=default, metadata={_METADATA_KEY: row})
@@ -129,6 +133,67 @@ class Config:
         "umask applied while creating `unix:` sockets, e.g. `0o117` for a socket file of mode "
         "0660 (the group's proxy may connect); unset uses the process umask.",
         flags=("--umask",),
+    )
+    insecure_bind: tuple[str, ...] = _setting(
+        (),
+        kinds.OPTIONAL_BINDS,
+        "Address to listen on without TLS when `certfile` is set (hypercorn's name), e.g. "
+        "port 80 beside a TLS `bind` on 443 for an app that redirects to HTTPS; the same forms "
+        "as `bind`, repeatable. Without `certfile`, it is one more plain bind.",
+        flags=("--insecure-bind",),
+        repeatable=True,
+    )
+    certfile: str | None = _setting(
+        None,
+        kinds.OPTIONAL_PATH,
+        "TLS certificate chain (PEM: the server's certificate first, then its intermediates). "
+        "Set, every `bind` (TCP or unix) serves TLS; SIGHUP loads it again for new "
+        "connections, and a file that does not load is logged and the old one kept.",
+        flags=("--certfile",),
+    )
+    keyfile: str | None = _setting(
+        None,
+        kinds.OPTIONAL_PATH,
+        "The private key of `certfile` (PEM); unset, the key is read from `certfile` itself.",
+        flags=("--keyfile",),
+    )
+    keyfile_password: str | None = _setting(
+        None,
+        kinds.OPTIONAL_STR,
+        "Password of an encrypted `keyfile`. Prefer the environment variable or the file: a "
+        "command line is visible to every user of the machine in `ps`.",
+        flags=("--keyfile-password",),
+        secret=True,
+    )
+    ca_certs: str | None = _setting(
+        None,
+        kinds.OPTIONAL_PATH,
+        "CA certificates (PEM) that client certificates must chain to; needed when "
+        "`cert_reqs` is `optional` or `required` (mutual TLS).",
+        flags=("--ca-certs",),
+    )
+    cert_reqs: str = _setting(
+        "none",
+        kinds.CERT_REQS,
+        "Client certificates: `none` never asks for one, `optional` asks and verifies one if "
+        "the client sends it, `required` refuses clients without a valid one (mutual TLS). "
+        "Apps see it in the ASGI `tls` extension and the WSGI `SSL_CLIENT_*` variables.",
+        flags=("--cert-reqs",),
+    )
+    ciphers: str | None = _setting(
+        None,
+        kinds.OPTIONAL_STR,
+        "OpenSSL cipher list for TLS 1.2 (e.g. `ECDHE+AESGCM:ECDHE+CHACHA20`); unset keeps "
+        "Python's default, which excludes weak ciphers. TLS 1.3's suites are all strong and "
+        "Python's ssl module does not let them be chosen.",
+        flags=("--ciphers",),
+    )
+    tls_min_version: str = _setting(
+        "1.2",
+        kinds.choice("1.2", "1.3"),
+        "Oldest TLS version accepted. 1.2 by default (1.0 and 1.1 are deprecated by RFC 8996); "
+        "1.3 for clients that all support it.",
+        flags=("--tls-min-version",),
     )
     app_dir: str = _setting(
         ".",
@@ -451,6 +516,11 @@ class Config:
         in_file=False,
         env_name="PORTICO_CONFIG",
     )
+
+    def tls_for(self, spec: str) -> bool:
+        """Whether the bind ``spec`` serves TLS: every bind does when ``certfile`` is set,
+        except the ``insecure_bind`` ones."""
+        return self.certfile is not None and spec not in self.insecure_bind
 
 
 def _action(name: str, flags: tuple[str, ...], doc: str) -> Setting:

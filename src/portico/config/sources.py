@@ -88,7 +88,32 @@ def _build(values: _Values, action: Action, warnings: tuple[str, ...] = ()) -> R
         origin, value = values.get(setting.name, ("default", setting.default))
         kwargs[setting.name] = value
         origins[setting.name] = origin
-    return Resolved(Config(**kwargs), types.MappingProxyType(origins), action, warnings)
+    config = Config(**kwargs)
+    _check_together(config, origins)
+    return Resolved(config, types.MappingProxyType(origins), action, warnings)
+
+
+def _check_together(config: Config, origins: Mapping[str, str]) -> None:
+    """Settings that are valid alone but not in combination (the message names both)."""
+
+    def named(name: str) -> str:
+        origin = origins[name]
+        return f"{name} ({origin})" if origin != "default" else name
+
+    if config.certfile is None:
+        for name in ("keyfile", "keyfile_password", "ca_certs", "ciphers"):
+            if getattr(config, name) is not None:
+                raise ConfigError(f"{named(name)} is a TLS setting: it needs certfile too")
+        if config.cert_reqs != "none":
+            raise ConfigError(f"{named('cert_reqs')} is a TLS setting: it needs certfile too")
+    if config.cert_reqs != "none" and config.ca_certs is None:
+        raise ConfigError(
+            f"{named('cert_reqs')} = {config.cert_reqs} needs ca_certs: the CA certificates "
+            "that client certificates are verified against"
+        )
+    twice = sorted(set(config.bind) & set(config.insecure_bind))
+    if twice:
+        raise ConfigError(f"{', '.join(twice)} is both a bind and an insecure_bind")
 
 
 def _suggest(name: str, candidates: Sequence[str], *, quote: bool = False, prefix: str = "") -> str:

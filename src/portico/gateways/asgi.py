@@ -1,7 +1,8 @@
 """The ASGI 3.0 HTTP bridge, written once for every HTTP version over :class:`Stream`.
 
 Spec: https://asgi.readthedocs.io/en/latest/specs/www.html (HTTP connection scope, spec 2.4),
-with the ``http.response.trailers`` and ``http.response.pathsend`` extensions.
+with the ``http.response.trailers``, ``http.response.pathsend`` and (under TLS) ``tls``
+extensions.
 
 Rules kept here, not in the protocols:
 * ``http.response.start`` is held until the first body message, so a small response is written
@@ -15,6 +16,7 @@ Rules kept here, not in the protocols:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
@@ -55,7 +57,17 @@ _EXTENSIONS: Final[dict[str, dict[str, object]]] = {
     "http.response.pathsend": {},
 }
 
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC
+
 _decoded_paths: Final[dict[bytes, str]] = {}
+
+
+def extensions(tls: dict[str, Any] | None) -> dict[str, dict[str, object]]:
+    """The scope's ``extensions``: shared by every plain request, and with the connection's
+    TLS facts (the ASGI TLS extension) under TLS."""
+    if tls is None:
+        return _EXTENSIONS
+    return {**_EXTENSIONS, "tls": tls}
 
 
 def decode_path(raw_path: bytes) -> str:
@@ -101,7 +113,7 @@ def http_scope(stream: Stream, root_path: str, state: dict[str, Any]) -> Scope:
         "client": stream.client,
         "server": stream.server,
         "state": state.copy() if state else {},
-        "extensions": _EXTENSIONS,
+        "extensions": _EXTENSIONS if stream.tls is None else extensions(stream.tls),
     }
 
 
@@ -215,9 +227,15 @@ class HTTPCycle:
             waiter = stream.end_with_trailers(list(trailers))
             self._state = _DONE
         elif kind == "http.response.pathsend" and state == _STARTED:
-            stream.start(self._status, self._headers, b"", False)
-            self._state = _DONE
-            await stream.send_file(message["path"])
+            # opened before the head goes out, so that a missing file is still a clean 500
+            fd = os.open(message["path"], _OPEN_FLAGS)
+            try:
+                size = os.fstat(fd).st_size
+                stream.start(self._status, self._headers, b"", False)
+                self._state = _DONE
+                await stream.send_file(fd, 0, size)
+            finally:
+                os.close(fd)
             return
         else:
             raise self._reported(

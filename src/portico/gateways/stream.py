@@ -1,23 +1,68 @@
 """The seam between the gateways and the runtime: one request/response exchange.
 
-The runtime implements :class:`Stream` once per HTTP version (it owns the socket, flow control and
-the protocol object); the gateways (ASGI, WSGI) are written once against it. Methods that may have
-to wait for the client return an awaitable only when they really must wait, and ``None`` otherwise,
-so the common case (the socket buffer has room, the body is already here) costs no suspension.
+The runtime implements :class:`Stream` once per protocol (HTTP/1.1 now; HTTP/2, uwsgi and FastCGI
+plug in the same way): it owns the connection, flow control and the protocol object. The gateways
+(ASGI, WSGI, the WebSocket engine, static files) are written once against it, so nothing here
+names a protocol version:
+
+* response headers are ``(name, value)`` pairs, never wire lines; ``Date`` and ``Server`` are
+  added by the protocol when the app did not set them;
+* a file is sent with :meth:`Stream.send_file` from a descriptor (``sendfile`` where the
+  connection allows it, reads off the event loop where it cannot, as under TLS);
+* :meth:`Stream.abort` ends this exchange abnormally (HTTP/1.1 must close the connection for
+  that; HTTP/2 resets one stream);
+* an upgrade (a WebSocket handshake) is accepted with :meth:`Stream.accept_upgrade`, which hands
+  back a :class:`Tunnel`: the bytes of the switched protocol, whatever carries them.
+
+Methods that may have to wait for the client return an awaitable only when they really must wait,
+and ``None`` otherwise, so the common case (the socket buffer has room, the body is already here)
+costs no suspension.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
+from typing import Any, Protocol
 
 from portico.errors import ClientDisconnected
 from portico.protocols.events import Headers, Request
 
-__all__ = ["ClientDisconnected", "Stream"]
+__all__ = ["ClientDisconnected", "Stream", "Tunnel"]
+
+
+class Tunnel(Protocol):
+    """The byte pipe of a switched protocol, as the upgrade's new owner sees it.
+
+    It is the subset of ``asyncio.Transport`` a WebSocket needs, so that over HTTP/1.1 it is the
+    connection's transport itself (no copy, no extra call per read) and over HTTP/2 (RFC 8441) a
+    stream's DATA frames. The owner is an ``asyncio.Protocol``: it receives ``data_received``,
+    ``eof_received``, ``connection_lost``, ``pause_writing`` and ``resume_writing``.
+    """
+
+    def write(self, data: bytes) -> None: ...
+
+    def can_write_eof(self) -> bool: ...
+
+    def write_eof(self) -> None:
+        """Half-close: no more bytes from us (TCP FIN, TLS close_notify, HTTP/2 END_STREAM)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
+
+    def is_closing(self) -> bool: ...
 
 
 class Stream:
-    """One request as the runtime serves it; each HTTP version's driver subclasses it.
+    """One request as the runtime serves it; each protocol's driver subclasses it.
 
     A base class rather than a ``typing.Protocol`` on purpose: the ASGI bridge and the drivers
     are compiled by mypyc, which turns calls through a known class into direct native calls but
@@ -30,24 +75,28 @@ class Stream:
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
     scheme: str  # "http" or "https"
+    #: the connection's TLS facts, shaped as the ASGI TLS extension (``None``: not TLS)
+    tls: dict[str, Any] | None = None
     disconnected: bool = False
+    #: bytes of request body received and not read by the app yet
+    buffered: int = 0
     #: bytes of response body written so far (for the access log)
     sent_bytes: int = 0
+    #: the worker clock's time when the request was admitted (for the access log)
+    start_time: float = 0.0
+    #: the task running an ASGI app for this exchange (held so asyncio keeps it alive)
+    task: asyncio.Task[None] | None = None
 
     # request body ---------------------------------------------------------
     def read(self) -> tuple[bytes, bool] | None:
         """Body bytes already here and whether more follow; ``None`` when none are buffered yet."""
         raise NotImplementedError
 
-    def wait_readable(self) -> Awaitable[None]:
+    def wait_readable(self) -> asyncio.Future[None]:
         """Resolves when :meth:`read` has something, the body ended, or the client left."""
         raise NotImplementedError
 
-    def trailers(self) -> Headers:
-        """The trailer fields of a chunked request body (empty until the body ended)."""
-        raise NotImplementedError
-
-    def wait_disconnect(self) -> Awaitable[None]:
+    def wait_disconnect(self) -> asyncio.Future[None]:
         """Resolves when the client is gone or the response is complete."""
         raise NotImplementedError
 
@@ -66,8 +115,15 @@ class Stream:
         """Complete the response with a trailer section."""
         raise NotImplementedError
 
-    async def send_file(self, path: str) -> None:
-        """Write a file as the (rest of the) body and end the response."""
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        """After :meth:`start` with ``end=False``: send ``count`` bytes of the open file ``fd``
+        from ``offset`` as the rest of the body, and end the response.
+
+        The caller keeps the descriptor and closes it. Raises ``AppError`` when ``count``
+        disagrees with the response's Content-Length (before anything is sent) or the file
+        turns out shorter (then the exchange is aborted), ``ClientDisconnected`` when the
+        client leaves.
+        """
         raise NotImplementedError
 
     def response_started(self) -> bool:
@@ -77,9 +133,33 @@ class Stream:
         raise NotImplementedError
 
     def abort(self) -> None:
-        """The app failed after the response started: close the connection."""
+        """End this exchange abnormally (the app failed after the response started): the client
+        must not take what it received for a whole response."""
         raise NotImplementedError
 
     def app_finished(self) -> None:
         """The app's callable returned or raised; the runtime may recycle the exchange."""
+        raise NotImplementedError
+
+    # upgrade (WebSocket) ----------------------------------------------------
+    def upgrade_requested(self) -> bool:
+        """Whether this request is a WebSocket handshake the protocol holds for an app to answer
+        (HTTP/1.1 ``Upgrade: websocket``; HTTP/2 extended CONNECT, RFC 8441)."""
+        return False
+
+    def decline_upgrade(self) -> None:
+        """Serve a held handshake as an ordinary request (an app without WebSockets)."""
+
+    def refuse_upgrade(self) -> None:
+        """The held handshake gets an HTTP response instead (an invalid handshake, or the app
+        said no): the exchange ends with it, and so does an HTTP/1.1 connection, since what
+        follows the handshake on it may already be the other protocol's bytes."""
+
+    def accept_upgrade(self, headers: Headers, owner: asyncio.Protocol) -> tuple[Tunnel, bytes]:
+        """Answer the handshake (HTTP/1.1: ``101``) with ``headers`` and switch protocols.
+
+        From now on ``owner`` receives the connection's bytes; returns the tunnel to write to and
+        the bytes that already arrived after the handshake (the owner processes them). Raises
+        ``ClientDisconnected`` when the client is gone.
+        """
         raise NotImplementedError

@@ -62,7 +62,7 @@ _STATE_NAMES = (
 class WebSocketChannel:
     """One WebSocket handshake and connection as the runtime serves it (the gateway's seam).
 
-    Before :meth:`accept` the connection still speaks HTTP/1.1 and :meth:`respond` writes an HTTP
+    Before :meth:`accept` the handshake is still an HTTP request and :meth:`respond` writes an HTTP
     response instead. Methods that may have to wait return an awaitable only when they must.
     """
 
@@ -70,6 +70,8 @@ class WebSocketChannel:
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
     scheme: str  # "ws" or "wss"
+    #: the connection's TLS facts (the ASGI TLS extension), ``None`` without TLS
+    tls: dict[str, Any] | None
     #: the subprotocols the client offered, in its order
     subprotocols: list[str]
 
@@ -79,7 +81,8 @@ class WebSocketChannel:
         raise NotImplementedError
 
     def accept(self, subprotocol: str | None, headers: Headers) -> None:
-        """Answer the handshake with 101. Raises ``AppError`` for a bad subprotocol or header."""
+        """Accept the handshake (HTTP/1.1: 101). Raises ``AppError`` for a bad subprotocol or
+        header."""
         raise NotImplementedError
 
     def respond(
@@ -143,7 +146,7 @@ def websocket_scope(channel: WebSocketChannel, root_path: str, state: dict[str, 
         "server": channel.server,
         "subprotocols": channel.subprotocols,
         "state": state.copy() if state else {},
-        "extensions": _EXTENSIONS,
+        "extensions": _EXTENSIONS if channel.tls is None else {**_EXTENSIONS, "tls": channel.tls},
     }
 
 

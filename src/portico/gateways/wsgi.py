@@ -23,9 +23,10 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import Any
 
 from portico.errors import AppError
+from portico.gateways.blocking import BlockingStream
 from portico.gateways.stream import ClientDisconnected
 from portico.gateways.wsgi_environ import (
     ErrorStream,
@@ -35,7 +36,7 @@ from portico.gateways.wsgi_environ import (
     base_environ,
     build_environ,
 )
-from portico.protocols.events import Headers, Request
+from portico.protocols.events import Headers
 from portico.protocols.headers import check_response_field, check_status
 
 __all__ = [
@@ -70,50 +71,6 @@ _ERROR_HEADERS: Headers = [
 
 # "200 OK": three digits, a space, a reason phrase without control characters (PEP 3333).
 _STATUS = re.compile(r"([1-9][0-9][0-9]) [^\x00-\x08\x0a-\x1f\x7f]*")
-
-
-class BlockingStream(Protocol):
-    """One request as the runtime serves it to a blocking app (the WSGI thread's view).
-
-    Every method may block the calling thread; none may be called from the event loop.
-    """
-
-    request: Request
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
-    scheme: str
-
-    @property
-    def disconnected(self) -> bool: ...
-
-    def read_body(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` (> 0) of the request body; ``b""`` once it has all been read.
-
-        Blocks until some bytes are here. Raises ``ClientDisconnected`` if the client left before
-        the body ended.
-        """
-        ...
-
-    def start(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
-        """Write the head and the first body piece; returns when the client may take more.
-
-        With ``end`` the response is complete and the runtime may send it after this returns.
-        Raises ``AppError`` (bad response) or ``ClientDisconnected``.
-        """
-        ...
-
-    def write(self, body: bytes, end: bool) -> None: ...
-
-    def send_file(self, status: int, headers: Headers, file: IO[bytes], length: int | None) -> bool:
-        """Write the head, then ``length`` bytes (``None``: the rest) of ``file`` from its current
-        position as the whole body, the fast way (``os.sendfile``); the response is complete when
-        this returns ``True``. ``False``: not possible for this file, and nothing was written.
-        """
-        ...
-
-    def abort(self) -> None:
-        """The app failed after the response started: close the connection."""
-        ...
 
 
 # --- the response -------------------------------------------------------------------------------

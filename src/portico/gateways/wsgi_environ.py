@@ -1,18 +1,17 @@
 """The WSGI environ: its CGI variables, ``wsgi.input``, ``wsgi.errors`` and ``wsgi.file_wrapper``.
 
-PEP 3333 §"environ Variables". Written against the runtime's ``BlockingStream`` seam (defined in
-``portico.gateways.wsgi``), with no I/O of its own.
+PEP 3333 §"environ Variables". Written against the runtime's ``BlockingStream`` seam
+(``portico.gateways.blocking``), with no I/O of its own.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
-if TYPE_CHECKING:
-    from portico.gateways.wsgi import BlockingStream
+from portico.gateways.blocking import BlockingStream
 
 log = logging.getLogger("portico.error")
 
@@ -256,6 +255,15 @@ def build_environ(
     environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
     environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
     environ["wsgi.url_scheme"] = scheme
+    if scheme == "https":
+        environ["HTTPS"] = "on"  # the CGI variable frameworks and mod_wsgi-era code look at
+    tls = stream.tls
+    if tls is not None and tls["client_cert_chain"]:
+        # mod_ssl's names for the client certificate (RFC 3875 leaves TLS to the server), so
+        # that apps doing mutual-TLS authentication behind Apache or nginx work unchanged
+        environ["SSL_CLIENT_CERT"] = tls["client_cert_chain"][0]
+        environ["SSL_CLIENT_S_DN"] = tls["client_cert_name"] or ""
+        environ["SSL_CLIENT_VERIFY"] = "SUCCESS"
     environ["wsgi.input"] = wsgi_input
     environ["wsgi.errors"] = ErrorStream()
     client = stream.client

@@ -11,7 +11,7 @@ from portico.errors import AppError
 from portico.protocols.events import Headers
 from portico.protocols.headers import REASONS, check_response_field
 
-__all__ = ["COALESCE_LIMIT", "CONNECTION_CLOSE", "Exchange", "status_line"]
+__all__ = ["COALESCE_LIMIT", "CONNECTION_CLOSE", "Exchange", "error_response", "status_line"]
 
 # Below this size a body is copied into the same buffer as the head, so a small response is one
 # write system call; above it the body is handed on without a copy.
@@ -74,10 +74,13 @@ class Exchange:
         headers: Headers,
         body: bytes,
         end: bool,
-        date_line: bytes,
-        server_line: bytes,
+        date: bytes,
+        server: bytes,
     ) -> list[bytes]:
         """The response head, checked, and the first body piece; sets how the body is framed.
+
+        ``date`` and ``server`` are the values of the fields added when the app did not set them
+        (empty: none added).
 
         Marks the exchange ``response_done`` when ``end`` finished it; the connection then
         drops it. Raises :class:`AppError` before anything is committed.
@@ -117,10 +120,10 @@ class Exchange:
             out += (name, b": ", value, b"\r\n")
         if chunked and content_length is not None:
             raise AppError("response has both Content-Length and Transfer-Encoding")
-        if not has_date and date_line:
-            out.append(date_line)
-        if not has_server and server_line:
-            out.append(server_line)
+        if not has_date and date:
+            out += (b"date: ", date, b"\r\n")
+        if not has_server and server:
+            out += (b"server: ", server, b"\r\n")
         no_body = status in (204, 304) or self.head
         if (
             content_length is not None
@@ -201,6 +204,25 @@ class Exchange:
                 out.append(_LAST_CHUNK)
         return out
 
+    def frame_file(self, count: int, end: bool) -> tuple[bytes, bytes]:
+        """Account ``count`` body bytes the driver sends itself (``sendfile``); return the
+        framing to write before and after them. :class:`AppError` when they overrun the
+        Content-Length, or (with ``end``) fall short of it; nothing is committed then."""
+        remaining = self.remaining
+        if remaining is not None:
+            if count > remaining or (end and count != remaining):
+                raise AppError(
+                    f"file of {count} bytes does not match the Content-Length still due"
+                    f" ({remaining})"
+                )
+            self.remaining = remaining - count
+            return b"", b""
+        if self.chunked:
+            before = b"%x\r\n" % count if count else b""
+            after = (b"\r\n" if count else b"") + (_LAST_CHUNK if end else b"")
+            return before, after
+        return b"", b""
+
     def check_complete(self) -> None:
         if self.remaining:
             raise AppError("response body shorter than its Content-Length")
@@ -215,3 +237,19 @@ class Exchange:
         lines.append(b"\r\n")
         self.check_complete()
         return b"".join(lines)
+
+
+def error_response(status: int, detail: str) -> bytes:
+    """A complete HTTP/1.1 error response with ``Connection: close``, for the server's own errors.
+
+    ``detail`` must be Portico's own words (the events guarantee it), never client bytes.
+    """
+    body = b"%d %s\n%s\n" % (status, REASONS.get(status, b""), detail.encode("ascii", "replace"))
+    extra = b"retry-after: 1\r\n" if status == 503 else b""
+    return b"%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s%s\r\n%s" % (
+        status_line(status),
+        len(body),
+        extra,
+        CONNECTION_CLOSE,
+        body,
+    )

@@ -40,8 +40,7 @@ from portico.errors import (
     VersionNotSupported,
 )
 from portico.protocols.events import Body, EndOfBody, Event, Headers, Request, StreamError
-from portico.protocols.exchange import CONNECTION_CLOSE, Exchange, status_line
-from portico.protocols.headers import REASONS
+from portico.protocols.exchange import Exchange, error_response
 from portico.protocols.request_line import (
     method_cache,
     method_name,
@@ -55,15 +54,20 @@ __all__ = ["H1Connection", "H1Limits"]
 
 @dataclass(frozen=True, slots=True)
 class H1Limits:
-    """Bounds on what one request may make the server hold (each one is a setting)."""
+    """Bounds on what one request may make the server hold.
 
-    max_request_line: int = 8190
-    max_header_count: int = 100
-    max_header_bytes: int = 65536
-    max_body_size: int = 1 << 30  # 0 means unlimited
+    Each one is a setting; the values (and their defaults) come from the settings table, built in
+    one place (``portico.runtime.limits``), never spelled here.
+    """
+
+    max_request_line: int
+    max_header_count: int
+    max_header_bytes: int
+    max_body_size: int  # 0 means unlimited
 
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SWITCHING: Final = b"HTTP/1.1 101 Switching Protocols\r\n"
 # Request header names that need a look on arrival; every other field passes straight through.
 _HOST: Final = b"host"
 _TE: Final = b"transfer-encoding"
@@ -83,8 +87,8 @@ class H1Connection:
     :attr:`keep_alive` says whether the connection may carry another one.
     """
 
-    def __init__(self, limits: H1Limits | None = None) -> None:
-        self.limits = limits = limits or H1Limits()
+    def __init__(self, limits: H1Limits) -> None:
+        self.limits = limits
         # read on every request: plain attributes instead of self.limits.x
         self._max_request_line = limits.max_request_line
         self._max_header_count = limits.max_header_count
@@ -487,14 +491,14 @@ class H1Connection:
         body: bytes = b"",
         *,
         end: bool = True,
-        date_line: bytes = b"",
-        server_line: bytes = b"",
+        date: bytes = b"",
+        server: bytes = b"",
     ) -> list[bytes]:
         """Serialize the response head (and, if given, the first body piece).
 
-        ``date_line`` and ``server_line`` are complete ``name: value\\r\\n`` lines added when the
-        app did not send those fields. Raises :class:`AppError` for an invalid response, in which
-        case nothing was produced and the connection must be closed.
+        ``date`` and ``server`` are the values of the ``Date`` and ``Server`` fields added when
+        the app did not send them (empty: not added). Raises :class:`AppError` for an invalid
+        response, in which case nothing was produced and the connection must be closed.
         """
         exchange = self._exchanges[0]
         if exchange.response_started:
@@ -502,7 +506,7 @@ class H1Connection:
         if self._closing or self._draining:
             exchange.keep_alive = False
         try:
-            out = exchange.start_response(status, headers, body, end, date_line, server_line)
+            out = exchange.start_response(status, headers, body, end, date, server)
         finally:
             if not exchange.keep_alive:  # even when the response proved invalid midway
                 self._closing = True
@@ -520,6 +524,39 @@ class H1Connection:
                 self._finish(exchange)
             return []
         return self._frame(exchange, data, end)
+
+    def response_file(self, count: int, *, end: bool) -> tuple[bytes, bytes] | None:
+        """Account ``count`` body bytes of the current response that the driver sends itself
+        (``sendfile``): the framing to write before and after them, or ``None`` when this
+        response carries no body (HEAD, 204, 304) and the bytes must not be sent at all.
+        Raises :class:`AppError` when they disagree with the response's Content-Length."""
+        exchange = self._exchanges[0]
+        if not exchange.response_started or exchange.response_done:
+            raise AppError("response body outside a started response")
+        if exchange.suppress_body:
+            if end:
+                self._finish(exchange)
+            return None
+        framing = exchange.frame_file(count, end)
+        if end:
+            self._finish(exchange)
+        return framing
+
+    def switch_response(self, headers: Headers, *, date: bytes = b"", server: bytes = b"") -> bytes:
+        """The ``101 Switching Protocols`` head of the held upgrade (RFC 9110 §15.2.2), with
+        ``headers`` (already checked by the upgrade's protocol) and the Date and Server fields.
+
+        The protocol is switched once this is written: see :meth:`take_upgrade`.
+        """
+        out = [_SWITCHING]
+        for name, value in headers:
+            out += (name, b": ", value, b"\r\n")
+        if date:
+            out += (b"date: ", date, b"\r\n")
+        if server:
+            out += (b"server: ", server, b"\r\n")
+        out.append(b"\r\n")
+        return b"".join(out)
 
     def response_end(self, trailers: Headers | None = None) -> list[bytes]:
         """End the current response, with a chunked trailer section if ``trailers`` is given."""
@@ -543,24 +580,9 @@ class H1Connection:
             self._closing = True
 
     def error_response(self, status: int, detail: str) -> bytes:
-        """A complete error response that ends the connection.
-
-        ``detail`` must be Portico's own words (the events guarantee it), never client bytes.
-        """
+        """A complete error response that ends the connection (see :func:`error_response`)."""
         self._closing = True
-        body = b"%d %s\n%s\n" % (
-            status,
-            REASONS.get(status, b""),
-            detail.encode("ascii", "replace"),
-        )
-        extra = b"retry-after: 1\r\n" if status == 503 else b""
-        return b"%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s%s\r\n%s" % (
-            status_line(status),
-            len(body),
-            extra,
-            CONNECTION_CLOSE,
-            body,
-        )
+        return error_response(status, detail)
 
     def close_after_response(self) -> None:
         """Graceful shutdown: the next response that starts ends the connection.
@@ -569,13 +591,3 @@ class H1Connection:
         connection stays open for one more request, answered with ``Connection: close``.
         """
         self._draining = True
-
-    def abandon_current(self) -> None:
-        """Forget the current exchange after a failed response; the connection must close."""
-        self._closing = True
-        if self._exchanges:
-            self._exchanges.popleft()
-
-    @property
-    def response_started(self) -> bool:
-        return bool(self._exchanges) and self._exchanges[0].response_started

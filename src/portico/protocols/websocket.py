@@ -4,8 +4,8 @@ Framing, masking, control frames, close codes and compression are the ``websocke
 sans-I/O layer (``websockets.protocol.Protocol``); see the README's dependency table for why that
 one. This module adds what the library leaves to the server around it:
 
-* the opening handshake on top of our own HTTP/1.1 parser (:func:`check_handshake`,
-  :func:`accept_response`): a bad ``Sec-WebSocket-Key`` is 400, a version other than 13 is 426 with
+* the opening handshake on top of our own HTTP parsers (:func:`check_handshake`,
+  :func:`accept_headers`): a bad ``Sec-WebSocket-Key`` is 400, a version other than 13 is 426 with
   ``Sec-WebSocket-Version: 13`` (RFC 6455 §4.2.1, §4.4), and permessage-deflate is negotiated with
   the window and memory bounds of the settings;
 * messages instead of frames (:class:`WSConnection`): fragments are joined, and text is validated
@@ -50,7 +50,7 @@ __all__ = [
     "HandshakeError",
     "WSConnection",
     "WSOptions",
-    "accept_response",
+    "accept_headers",
     "check_handshake",
     "is_websocket_upgrade",
 ]
@@ -78,12 +78,16 @@ _library_log.setLevel(logging.WARNING)
 
 @dataclass(frozen=True, slots=True)
 class WSOptions:
-    """The WebSocket settings the protocol needs (each one is a setting)."""
+    """The WebSocket settings the protocol needs.
 
-    max_message_size: int = 1 << 20  # 0 means unlimited
-    per_message_deflate: bool = True
-    deflate_window_bits: int = 12
-    deflate_memory_level: int = 5
+    Each one is a setting; values and defaults come from the settings table, built in one place
+    (``portico.runtime.limits``).
+    """
+
+    max_message_size: int  # 0 means unlimited
+    per_message_deflate: bool
+    deflate_window_bits: int
+    deflate_memory_level: int
     _factory: ServerPerMessageDeflateFactory | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +115,7 @@ class HandshakeError(Exception):
 class Handshake:
     """A valid opening handshake: what the app may choose from, and what the reply must carry."""
 
+    #: ``Sec-WebSocket-Accept`` (HTTP/1.1); empty over HTTP/2, where RFC 8441 §5 drops the key
     accept: bytes
     #: the subprotocols the client offered, in its order of preference
     subprotocols: list[str]
@@ -131,8 +136,10 @@ def is_websocket_upgrade(upgrade: bytes | None) -> bool:
 def check_handshake(request: Request, options: WSOptions) -> Handshake:
     """Validate a client's opening handshake (RFC 6455 §4.2.1); raise :class:`HandshakeError`.
 
-    The HTTP/1.1 layer already checked the method (GET), the version (1.1), ``Host``, and that
-    ``Connection`` holds ``upgrade`` and ``Upgrade`` holds ``websocket``.
+    The HTTP layer already checked the method and version (HTTP/1.1: a GET with ``Connection:
+    upgrade`` and ``Upgrade: websocket``, and a ``Host``; HTTP/2: an extended CONNECT with
+    ``:protocol websocket``, RFC 8441 §4). Over HTTP/2 there is no ``Sec-WebSocket-Key``: the
+    stream itself proves the server took part (RFC 8441 §5).
     """
     keys: list[bytes] = []
     versions: list[bytes] = []
@@ -154,9 +161,12 @@ def check_handshake(request: Request, options: WSOptions) -> Handshake:
             "unsupported WebSocket version",
             [(b"sec-websocket-version", _VERSION), (b"upgrade", b"websocket")],
         )
-    if len(keys) != 1 or not _valid_key(keys[0]):
+    if request.http_version == "2":
+        accept = b""
+    elif len(keys) != 1 or not _valid_key(keys[0]):
         raise HandshakeError(400, "invalid Sec-WebSocket-Key")
-    accept = base64.b64encode(hashlib.sha1(keys[0] + _GUID).digest())
+    else:
+        accept = base64.b64encode(hashlib.sha1(keys[0] + _GUID).digest())
     try:
         subprotocols = [str(p) for value in protocols for p in parse_subprotocol(value)]
     except InvalidHeader:
@@ -195,37 +205,34 @@ def _negotiate(offers: list[str], options: WSOptions) -> tuple[bytes, PerMessage
     return b"", None
 
 
-def accept_response(
-    handshake: Handshake,
-    subprotocol: str | None,
-    headers: Headers,
-    extra_lines: bytes = b"",
-) -> bytes:
-    """The ``101 Switching Protocols`` response (RFC 6455 §4.2.2) with the app's headers.
+def accept_headers(handshake: Handshake, subprotocol: str | None, headers: Headers) -> Headers:
+    """The header fields that accept the handshake, with the app's own ``headers``.
 
-    ``extra_lines`` holds complete ``name: value\\r\\n`` lines (Date, Server). Raises
-    :class:`AppError` for a subprotocol the client did not offer or an invalid header.
+    Over HTTP/1.1 they go with ``101 Switching Protocols`` (RFC 6455 §4.2.2), over HTTP/2 with a
+    ``200`` (RFC 8441 §5, without ``Upgrade``, ``Connection`` and ``Sec-WebSocket-Accept``);
+    the carrier writes the status line and adds Date and Server. Raises :class:`AppError` for a
+    subprotocol the client did not offer or an invalid header.
     """
-    out = [
-        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
-        b"sec-websocket-accept: ",
-        handshake.accept,
-        b"\r\n",
-    ]
+    out: Headers = []
+    if handshake.accept:
+        out += (
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"sec-websocket-accept", handshake.accept),
+        )
     if subprotocol is not None:
         # RFC 6455 §4.2.2: the server selects one of the client's values, or none
         if subprotocol not in handshake.subprotocols:
             raise AppError(f"subprotocol {subprotocol!r} was not offered by the client")
-        out += (b"sec-websocket-protocol: ", subprotocol.encode("ascii"), b"\r\n")
+        out.append((b"sec-websocket-protocol", subprotocol.encode("ascii")))
     if handshake.extensions:
-        out += (b"sec-websocket-extensions: ", handshake.extensions, b"\r\n")
+        out.append((b"sec-websocket-extensions", handshake.extensions))
     for name, value in headers:
         check_response_field(name, value)
         if name.lower() in _OWNED:
             raise AppError(f"websocket.accept headers must not set {name.decode('latin-1')}")
-        out += (name, b": ", value, b"\r\n")
-    out += (extra_lines, b"\r\n")
-    return b"".join(out)
+        out.append((name, value))
+    return out
 
 
 # Events of WSConnection.receive_data: a message is ``str`` (text) or ``bytes`` (binary).

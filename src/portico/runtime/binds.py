@@ -107,12 +107,12 @@ def systemd_sockets(environ: MutableMapping[str, str], pid: int) -> list[socket.
 SD_LISTEN_FDS_START = 3
 
 
-def describe(sock: socket.socket) -> str:
+def describe(sock: socket.socket, tls: bool = False) -> str:
     """The URL a listening socket serves, for the startup log line."""
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
-        return f"unix:{address}"
+        return f"unix:{address}" + (" (TLS)" if tls else "")
     host, port = address[0], address[1]
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"

@@ -2,25 +2,27 @@
 
 It owns what the sans-I/O protocol cannot: the transport, flow control both ways, timeouts, and
 the order in which pipelined requests reach the app (one at a time, strictly in order; reading
-pauses while a request waits, so a client cannot make the server buffer without bound).
+pauses while a request waits, so a client cannot make the server buffer without bound). What
+every protocol shares (admission, the access log, write batching, the clock) is the worker
+context's (``runtime.context``).
+
+On a cleartext connection the first bytes may name another protocol by its preface (HTTP/2's
+``PRI * HTTP/2.0``, RFC 9113 §3.3): the context lists those protocols, and the connection is
+handed over before any HTTP/1.1 is parsed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final
 
 from portico.protocols.events import Body, EndOfBody, Event, Request, StreamError
 from portico.protocols.http11 import H1Connection
-from portico.runtime.http1_stream import H1Stream
+from portico.runtime.context import WorkerContext
+from portico.runtime.http1_stream import H1Owner, H1Stream
 
-if TYPE_CHECKING:
-    from portico.runtime.server import Server
-
-log = logging.getLogger("portico.error")
+__all__ = ["H1Driver"]
 
 # Request body flow control: stop reading the socket when this much body waits for the app, and
 # start again when the app has consumed down to the low mark.
@@ -33,78 +35,44 @@ IDLE_SHUTDOWN_GRACE: Final = 1.0
 # with unread input makes the kernel send RST, and the client may lose the response (nginx calls
 # this "lingering close").
 LINGER_SECONDS: Final = 2.0
-# Response flow control: the transport calls pause_writing() above this many unsent bytes.
-WRITE_HIGH_WATER: Final = 256 * 1024
-# Responses are held until the end of the event-loop turn and written together (see
-# H1Driver.write); output above this size is written at once, as the app gives it.
-DEFER_LIMIT: Final = 64 * 1024
 
 
-class H1Driver(asyncio.Protocol):
+class H1Driver(H1Owner):
     """asyncio protocol for one HTTP/1.1 connection."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.loop = server.loop
-        self.proto = H1Connection(server.limits)
-        self.transport: asyncio.Transport | None = None
-        self.client: tuple[str, int] | None = None
-        self.sockname: tuple[str, int | None] | None = None
-        self.scheme = "http"
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        limits = ctx.limits
+        self.proto = H1Connection(limits.h1)
         self.current: H1Stream | None = None
         self.last: H1Stream | None = None
         self.queue: deque[H1Stream] = deque()
         self.pending_error: StreamError | None = None
-        self.deadline = 0.0
         self.head_started = False
-        self.closed = False
         self.lingering = False
         self.eof = False
         self._read_paused = False
-        self._write_paused = False
-        self._drain: asyncio.Future[None] | None = None
-        #: response bytes held for the flush at the end of this loop turn (None: nothing held)
-        self._out: list[bytes] | None = None
-        self._out_size = 0
-        self.header_timeout = server.config.header_timeout
-        self.keepalive_timeout = server.config.keepalive_timeout
+        #: bytes kept while they could still be the start of another protocol's preface
+        self._sniffed: bytes | None = b"" if ctx.prefaces else None
+        self.header_timeout = limits.header_timeout
+        self.keepalive_timeout = limits.keepalive_timeout
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it
-        self.transport = transport = cast(asyncio.Transport, transport)
-        server = self.server
-        sock = transport.get_extra_info("socket")
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple):
-            self.client = (str(peer[0]), int(peer[1]))
-        if isinstance(local, tuple):
-            self.sockname = (str(local[0]), int(local[1]))
-        elif isinstance(local, str):
-            self.sockname = (local, None)
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover - the peer may already be gone
-                pass
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if len(server.connections) >= server.config.max_connections:
-            server.warn_limited(
-                "connections",
-                "connection limit reached (%d); refusing connections",
-                len(server.connections),
-            )
-            transport.write(self.proto.error_response(503, "too many connections"))
+        plain = self.take_transport(transport)
+        ctx = self.ctx
+        if self.tls is not None:
+            self._sniffed = None  # over TLS, ALPN chose the protocol (RFC 9113 §3.2)
+        if not ctx.admit_connection(self):
+            plain.write(self.proto.error_response(503, "too many connections"))
             self.lingering = True
-            if transport.can_write_eof():
-                transport.write_eof()
+            if plain.can_write_eof():
+                plain.write_eof()
             self.loop.call_later(LINGER_SECONDS, self._close)
             return
-        server.connections.add(self)
-        self.deadline = server.now + self.header_timeout
-        if server.closing:
+        self.deadline = ctx.now + self.header_timeout
+        if ctx.closing:
             # accepted in the same loop turn that began the shutdown: the client already has
             # it, so answer its request (with Connection: close) rather than refuse it
             self.shutdown()
@@ -112,22 +80,24 @@ class H1Driver(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._out = None
-        self.server.connection_closed(self)
+        self.ctx.connection_closed(self)
         for stream in (self.current, *self.queue):
             if stream is not None:
                 stream.lost()
         self.queue.clear()
-        drain = self._drain
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        self.release_drain()
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return  # after an error response: drain and drop
+        if self._sniffed is not None:
+            data = self._sniff(data)
+            if not data:
+                return
         if self.current is None and not self.head_started:
             # first bytes of a new request: the idle timer becomes the head timer (slowloris)
             self.head_started = True
-            self.deadline = self.server.now + self.header_timeout
+            self.deadline = self.ctx.now + self.header_timeout
         events = self.proto.receive_data(data)
         if events:
             self._handle(events)
@@ -137,6 +107,9 @@ class H1Driver(asyncio.Protocol):
         if self.lingering:
             self._close()
             return False
+        if self._sniffed:  # a partial preface, then nothing: parse it as HTTP/1.1 after all
+            data, self._sniffed = self._sniffed, None
+            self.data_received(data)
         events = self.proto.receive_eof()
         if events:
             self._handle(events)
@@ -147,16 +120,33 @@ class H1Driver(asyncio.Protocol):
             return False
         return True  # keep the write side open to answer what was asked before the EOF
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
+    # --- another protocol's preface -------------------------------------------------
 
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        drain = self._drain
-        if drain is not None:
-            self._drain = None
-            if not drain.done():
-                drain.set_result(None)
+    def _sniff(self, data: bytes) -> bytes:
+        """The bytes to parse as HTTP/1.1, or ``b""`` while they may still be a preface (or
+        once the connection was handed to the protocol whose preface they are)."""
+        seen = self._sniffed + data if self._sniffed else data
+        prefaces = self.ctx.prefaces
+        for preface, factory in prefaces:
+            if seen.startswith(preface):
+                self._sniffed = None
+                self._hand_over(factory(self.ctx), seen)
+                return b""
+        if any(preface.startswith(seen) for preface, _ in prefaces):
+            self._sniffed = seen  # too short to tell yet
+            return b""
+        self._sniffed = None
+        return seen
+
+    def _hand_over(self, driver: asyncio.Protocol, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        self.closed = True
+        self.deadline = 0.0
+        self.ctx.connection_closed(self)
+        transport.set_protocol(driver)
+        driver.connection_made(transport)
+        driver.data_received(data)
 
     # --- events from the protocol -------------------------------------------------
 
@@ -174,7 +164,7 @@ class H1Driver(asyncio.Protocol):
             elif kind is Body:
                 self.last.feed(event.data)  # type: ignore[union-attr]
             elif kind is EndOfBody:
-                self.last.feed_end(event.trailers)  # type: ignore[union-attr]
+                self.last.feed_end()  # type: ignore[union-attr]
             else:
                 self._protocol_error(event)
         last = self.last
@@ -188,25 +178,10 @@ class H1Driver(asyncio.Protocol):
             self._update_reading()
 
     def _dispatch(self, stream: H1Stream) -> None:
-        server = self.server
         self.current = stream
         self.head_started = False
         self.deadline = 0.0
-        if server.in_flight >= server.config.max_in_flight:
-            server.warn_limited(
-                "in_flight", "too many requests in flight (%d); answering 503", server.in_flight
-            )
-            stream.start(
-                503,
-                [(b"retry-after", b"1"), (b"content-type", b"text/plain")],
-                b"Service Unavailable\n",
-                True,
-            )
-            return
-        server.in_flight += 1
-        server.requests_served += 1
-        stream.start_time = server.now
-        server.dispatch(stream)
+        self.ctx.dispatch(stream)
 
     def _protocol_error(self, error: StreamError) -> None:
         last = self.last
@@ -233,7 +208,7 @@ class H1Driver(asyncio.Protocol):
 
     def _log_protocol_error(self, error: StreamError) -> None:
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
-        log.info("%s: %d %s", client, error.status, error.detail)
+        self.ctx.log_client_error(client, error.status, error.detail)
 
     def _write_error(self, error: StreamError) -> None:
         if self.transport is not None and not self.closed:
@@ -259,6 +234,8 @@ class H1Driver(asyncio.Protocol):
             else:
                 transport.resume_reading()
 
+    # --- what the streams ask (H1Owner) ---------------------------------------------
+
     def body_consumed(self) -> None:
         if self._read_paused:
             last = self.last
@@ -271,81 +248,10 @@ class H1Driver(asyncio.Protocol):
             if line:
                 self.write([line])
 
-    def write(self, chunks: list[bytes]) -> None:
-        """Queue response bytes; small ones wait until the apps of this loop turn have run.
-
-        A loop turn runs the apps of every connection that became readable together. Writing
-        their responses one after another at the end, instead of one at a time between the
-        apps, lets the client side take them in one wake-up instead of one each: on loopback
-        this saved 40% of the kernel time per request (the idea of TCP_CORK, per turn).
-        The turn's last app to answer (no other request in flight) writes everything held at
-        once, so a lone request pays no delay; output held while other requests run longer
-        goes out at the start of the next turn. Output over ``DEFER_LIMIT`` is written at once,
-        so large bodies are neither delayed nor copied, and the transport's flow control sees
-        them.
-        """
-        size = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
-        server = self.server
-        out = self._out
-        if out is None:
-            if server.in_flight <= 1:
-                server.flush()  # the last answer of the turn: everything goes now
-            elif size <= DEFER_LIMIT:
-                self._out = chunks
-                self._out_size = size
-                server.flush_later(self)
-                return
-            self._write_now(chunks)
-            return
-        out += chunks
-        self._out_size += size
-        if server.in_flight <= 1:
-            server.flush()
-        elif self._out_size > DEFER_LIMIT:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write what :meth:`write` held back (the server calls this at the end of a turn).
-
-        Another connection's app may be the one flushing, so a transport that is already going
-        away (uvloop refuses writes between a reset and ``connection_lost``) is skipped here
-        instead of failing that app.
-        """
-        out = self._out
-        if out is not None:
-            self._out = None
-            transport = self.transport
-            if not self.closed and transport is not None and not transport.is_closing():
-                self._write_now(out)
-
-    def _write_now(self, chunks: list[bytes]) -> None:
-        transport = self.transport
-        assert transport is not None
-        if len(chunks) == 1:
-            transport.write(chunks[0])
-        else:
-            transport.writelines(chunks)
-
-    def drain_waiter(self) -> asyncio.Future[None] | None:
-        if not self._write_paused or self.closed:
-            return None
-        if self._drain is None:
-            self._drain = self.loop.create_future()
-        return self._drain
-
     def response_done(self, stream: H1Stream) -> None:
-        server = self.server
-        if server.access.enabled:
-            request = stream.request
-            server.access.log(
-                f"{self.client[0]}:{self.client[1]}" if self.client else "-",
-                request.method.encode("ascii"),
-                request.raw_path + (b"?" + request.query_string if request.query_string else b""),
-                request.http_version,
-                stream.status,
-                stream.sent_bytes,
-                server.now - stream.start_time,
-            )
+        ctx = self.ctx
+        if ctx.access.enabled:
+            ctx.log_response(stream, stream.status)
         proto = self.proto
         if proto.upgrade_held and proto.keep_alive:
             # a WebSocket handshake answered without switching (a 503): what followed it is
@@ -367,18 +273,14 @@ class H1Driver(asyncio.Protocol):
         elif self.eof:
             self._close()
             return
-        elif server.closing:
+        elif ctx.closing:
             # the response promised keep-alive before the shutdown began: wait briefly for the
             # request its client may already be sending, and answer it with Connection: close
-            self.deadline = server.now + IDLE_SHUTDOWN_GRACE
+            self.deadline = ctx.now + IDLE_SHUTDOWN_GRACE
         else:
-            self.deadline = server.now + self.keepalive_timeout
+            self.deadline = ctx.now + self.keepalive_timeout
         if self._read_paused:
             self._update_reading()
-
-    def websocket_upgrade(self, stream: H1Stream) -> bool:
-        """Whether ``stream`` is a WebSocket handshake held for the app to answer."""
-        return self.proto.upgrade_held == stream.request.stream_id
 
     def decline_upgrade(self) -> None:
         """Serve a held WebSocket handshake as an ordinary request: parse what followed it."""
@@ -389,19 +291,21 @@ class H1Driver(asyncio.Protocol):
             self._update_reading()
 
     def detach(self) -> bytes:
-        """The app accepted a WebSocket: let go of the transport; return the bytes after the head.
+        """An upgrade was accepted: let go of the transport; return the bytes after the head.
 
-        The caller makes itself the transport's protocol; this driver is done with it.
+        The stream makes the upgrade's owner the transport's protocol; this driver is done.
         """
         self.flush()
         self.closed = True
         self.current = None
         self.queue.clear()
-        self.server.connection_closed(self)
+        self.ctx.connection_closed(self)
         return self.proto.take_upgrade()
 
+    # --- the context's view (Connection) --------------------------------------------
+
     def on_timeout(self) -> None:
-        """Called by the server's ticker when ``deadline`` has passed."""
+        """Called by the context's ticker when ``deadline`` has passed."""
         if self.closed:
             return
         if self.head_started and not self.lingering:
@@ -420,7 +324,7 @@ class H1Driver(asyncio.Protocol):
         """
         self.proto.close_after_response()
         if self.current is None and not self.head_started:
-            self.deadline = self.server.now + IDLE_SHUTDOWN_GRACE
+            self.deadline = self.ctx.now + IDLE_SHUTDOWN_GRACE
 
     def abort(self) -> None:
         """Drop the connection at once (an app failed mid-response).
@@ -449,7 +353,7 @@ class H1Driver(asyncio.Protocol):
             return
         self.flush()
         transport.write_eof()
-        self.deadline = self.server.now + LINGER_SECONDS
+        self.deadline = self.ctx.now + LINGER_SECONDS
         if self._read_paused:
             self._read_paused = False
             transport.resume_reading()

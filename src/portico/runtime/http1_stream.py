@@ -1,24 +1,57 @@
 """One request/response exchange on an HTTP/1.1 connection: the gateways' :class:`Stream`.
 
-Split from ``http1`` (the connection's driver, which creates one per request and feeds it) and
-compiled with it.
+The driver (``http1``) creates one per request and feeds it. What the stream needs of its driver
+is :class:`H1Owner`, declared here so that this module does not depend on the driver's (the
+driver subclasses it); both are compiled together.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Final
+import errno
+import os
+from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected, Stream
+from portico.gateways.stream import ClientDisconnected, Stream, Tunnel
 from portico.protocols.events import Headers, Request, StreamError
+from portico.protocols.http11 import H1Connection
+from portico.runtime.context import WRITE_HIGH_WATER, Driver
 
-if TYPE_CHECKING:
-    from portico.runtime.http1 import H1Driver
+__all__ = ["FILE_CHUNK", "H1Owner", "H1Stream"]
 
-__all__ = ["FILE_CHUNK", "H1Stream"]
-
+#: Bytes read per hand-off when a file cannot be ``sendfile``d (TLS): large enough for few
+#: hand-offs to the reading thread, small enough to keep a slow client's memory flat.
 FILE_CHUNK: Final = 256 * 1024
+# A client that went away while a file was being sent to it.
+_GONE: Final = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF})
+
+
+class H1Owner(Driver):
+    """What an :class:`H1Stream` asks of its connection (``http1.H1Driver`` implements it)."""
+
+    proto: H1Connection
+
+    def send_continue(self, stream: H1Stream) -> None:
+        raise NotImplementedError
+
+    def body_consumed(self) -> None:
+        raise NotImplementedError
+
+    def response_done(self, stream: H1Stream) -> None:
+        raise NotImplementedError
+
+    def decline_upgrade(self) -> None:
+        raise NotImplementedError
+
+    def detach(self) -> bytes:
+        """Give the transport up to an upgrade; return the bytes after the handshake."""
+        raise NotImplementedError
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class H1Stream(Stream):
@@ -26,24 +59,22 @@ class H1Stream(Stream):
 
     # Defaults live on the class: creating a stream (once per request) sets only what differs.
     status = 0
-    buffered = 0
-    start_time = 0.0
     body_error: StreamError | None = None
     _reader: asyncio.Future[None] | None = None
     _disconnect_waiter: asyncio.Future[None] | None = None
+    _file_waiter: asyncio.Future[None] | None = None
     _started = False
     _complete = False
     _eof = False
-    task: asyncio.Task[None] | None = None
 
-    def __init__(self, conn: H1Driver, request: Request) -> None:
+    def __init__(self, conn: H1Owner, request: Request) -> None:
         self.conn = conn
         self.request = request
         self.client = conn.client
         self.server = conn.sockname
         self.scheme = conn.scheme
+        self.tls = conn.tls
         self._chunks: list[bytes] = []
-        self._trailers: Headers = []
         self._body_done = not request.has_body
 
     # --- fed by the driver ---------------------------------------------------
@@ -53,9 +84,8 @@ class H1Stream(Stream):
         self.buffered += len(data)
         self._wake_reader()
 
-    def feed_end(self, trailers: Headers) -> None:
+    def feed_end(self) -> None:
         self._body_done = True
-        self._trailers = trailers
         self._wake_reader()
 
     def _wake_reader(self) -> None:
@@ -82,6 +112,9 @@ class H1Stream(Stream):
         waiter = self._disconnect_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        waiter = self._file_waiter
+        if waiter is not None:
+            _wake(waiter)
 
     # --- the Stream seam -------------------------------------------------------
 
@@ -107,9 +140,6 @@ class H1Stream(Stream):
             self._reader = fut
         return fut
 
-    def trailers(self) -> Headers:
-        return self._trailers
-
     def wait_disconnect(self) -> asyncio.Future[None]:
         fut = self.conn.loop.create_future()
         if self.disconnected or self._complete or self._eof:
@@ -122,14 +152,9 @@ class H1Stream(Stream):
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         conn = self.conn
-        server = conn.server
+        ctx = conn.ctx
         chunks = conn.proto.response_start(
-            status,
-            headers,
-            body,
-            end=end,
-            date_line=server.date_line,
-            server_line=server.server_line,
+            status, headers, body, end=end, date=ctx.date, server=ctx.server_name
         )
         self._started = True
         self.status = status
@@ -163,20 +188,120 @@ class H1Stream(Stream):
         self._finish()
         return conn.drain_waiter()
 
-    async def send_file(self, path: str) -> None:
-        # Files are read here in pieces and written with flow control; the response framing
-        # (Content-Length accounting or chunks) stays the protocol's job.
-        with open(path, "rb") as file:
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        if self.conn.sendfile_fd < 0:
+            await self._send_file_read(fd, offset, count)
+        else:
+            await self._send_file_native(fd, offset, count)
+
+    async def _send_file_native(self, fd: int, offset: int, count: int) -> None:
+        """``os.sendfile`` on the socket, once everything written before has left: the kernel
+        copies from the page cache, and the event loop only waits for the socket to take more."""
+        conn = self.conn
+        try:
+            framing = conn.proto.response_file(count, end=True)
+        except AppError:
+            conn.abort()  # the head is out
+            raise
+        if framing is None:  # HEAD, 204, 304: the file is not sent
+            self._finish()
+            return
+        before, after = framing
+        if before:
+            conn.write([before])
+        conn.flush()
+        await self._written()
+        sent = await self._sendfile(fd, offset, count)
+        if sent < count:
+            conn.abort()  # the file shrank: a truncated body must not look whole
+            raise AppError(f"file ended after {sent} of {count} bytes")
+        self.sent_bytes += sent
+        if after:
+            conn.write([after])
+        self._finish()
+
+    async def _written(self) -> None:
+        """Wait until the transport has handed everything to the kernel: with a high-water mark
+        of 0 it pauses the driver until its buffer is empty, and ``resume_writing`` says so."""
+        conn = self.conn
+        transport = conn.transport
+        if transport is None or conn.closed or self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        if transport.get_write_buffer_size() == 0:
+            return
+        transport.set_write_buffer_limits(high=0)
+        try:
+            waiter = conn.drain_waiter()
+            if waiter is not None:
+                await waiter
+        finally:
+            if not conn.closed:
+                transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+
+    async def _sendfile(self, fd: int, offset: int, count: int) -> int:
+        loop = self.conn.loop
+        # A duplicate of the socket: the transport owns the original, and the loop refuses a
+        # second watcher on it. The transport writes nothing meanwhile (this is the response).
+        sock = os.dup(self.conn.sendfile_fd)
+        sent = 0
+        try:
+            while sent < count:
+                if self.disconnected:
+                    raise ClientDisconnected("client disconnected")
+                try:
+                    done = os.sendfile(sock, fd, offset + sent, count - sent)
+                except BlockingIOError:
+                    waiter = loop.create_future()
+                    self._file_waiter = waiter
+                    loop.add_writer(sock, _wake, waiter)
+                    try:
+                        await waiter  # the socket takes more, or lost() woke us
+                    finally:
+                        loop.remove_writer(sock)
+                        self._file_waiter = None
+                    continue
+                except OSError as exc:
+                    if exc.errno in _GONE:
+                        raise ClientDisconnected("client disconnected") from None
+                    raise
+                if done == 0:
+                    break  # the file is shorter than it was
+                sent += done
+        finally:
+            os.close(sock)
+        return sent
+
+    async def _send_file_read(self, fd: int, offset: int, count: int) -> None:
+        """Read the file in a thread, a piece ahead of the one being written (TLS encrypts in
+        user space, so ``sendfile`` cannot be used); the protocol frames the pieces."""
+        loop = self.conn.loop
+        pool = self.conn.ctx.file_reader()
+        end = offset + count
+        position = offset
+        pending = loop.run_in_executor(pool, os.pread, fd, min(FILE_CHUNK, count), position)
+        try:
             while True:
-                data = file.read(FILE_CHUNK)
-                if not data:
-                    break
-                waiter = self.write(data, False)
+                data = await pending
+                position += len(data)
+                left = end - position
+                if not data and left > 0:
+                    self.conn.abort()  # the file shrank: a truncated body must not look whole
+                    raise AppError(f"file ended after {position - offset} of {count} bytes")
+                if left > 0:
+                    pending = loop.run_in_executor(
+                        pool, os.pread, fd, min(FILE_CHUNK, left), position
+                    )
+                waiter = self.write(data, left <= 0)
                 if waiter is not None:
                     await waiter
-        waiter = self.write(b"", True)
-        if waiter is not None:
-            await waiter
+                if left <= 0:
+                    return
+        finally:
+            pending.cancel()  # a read ahead nobody will write (the client left)
 
     def response_started(self) -> bool:
         return self._started
@@ -188,7 +313,31 @@ class H1Stream(Stream):
         self.conn.abort()
 
     def app_finished(self) -> None:
-        self.conn.server.app_finished(self)
+        self.conn.ctx.request_done(self)
+
+    def upgrade_requested(self) -> bool:
+        return self.conn.proto.upgrade_held == self.request.stream_id
+
+    def decline_upgrade(self) -> None:
+        self.conn.decline_upgrade()
+
+    def refuse_upgrade(self) -> None:
+        self.conn.proto.close_after_response()
+
+    def accept_upgrade(self, headers: Headers, owner: asyncio.Protocol) -> tuple[Tunnel, bytes]:
+        conn = self.conn
+        transport = conn.transport
+        if transport is None or self.disconnected or conn.closed:
+            raise ClientDisconnected("client disconnected")
+        ctx = conn.ctx
+        head = conn.proto.switch_response(headers, date=ctx.date, server=ctx.server_name)
+        tail = conn.detach()
+        self.status = 101
+        transport.set_protocol(owner)  # first: the owner's limits may pause or resume writing
+        transport.write(head)
+        if ctx.access.enabled:
+            ctx.log_response(self, 101)
+        return transport, tail
 
     def _finish(self) -> None:
         self._complete = True

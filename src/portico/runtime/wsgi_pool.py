@@ -1,7 +1,7 @@
 """WSGI's execution model: a bounded thread pool per worker, and the hand-off to the event loop.
 
 The loop owns the connection; a WSGI app blocks, so each request runs in a thread of the pool and
-talks to its :class:`H1Stream` through :class:`ThreadStream`, which hands every call to the loop
+talks to its :class:`Stream` through :class:`ThreadStream`, which hands every call to the loop
 with ``call_soon_threadsafe`` and blocks the thread on a lock that the loop releases when the call
 is done. The loop is never blocked by the app, and the app's thread is blocked exactly as long as
 HTTP asks:
@@ -9,19 +9,15 @@ HTTP asks:
 * request body: the thread waits for body bytes only when it has read everything handed over so
   far, and the loop hands over everything it has buffered at once (so a body that arrived with the
   head costs no hand-off at all: it is taken at dispatch);
-* response: a write returns once the transport accepted it and, when the client reads slowly, once
-  the transport drained below its high-water mark (``H1Stream.write`` returns that waiter);
+* response: a write returns once the connection accepted it and, when the client reads slowly,
+  once it drained below its high-water mark (``Stream.write`` returns that waiter);
 * the last write of a response is not waited for: it is sent together with the end of the request
   in one hand-off, so a one-shot response (``start_response`` + a list) costs one hop in total;
-* ``wsgi.file_wrapper`` over a regular file is sent by the thread with ``os.sendfile`` on a dup of
-  the socket once the head has left the transport's buffer; the bytes are then accounted to the
-  protocol (Content-Length bookkeeping) in the final hand-off.
+* ``wsgi.file_wrapper`` over a regular file is sent by the stream's ``send_file`` (``sendfile``
+  where the connection allows it), on the loop, while the thread waits.
 
-What this module reads of the HTTP/1.1 driver (keep these names stable): ``H1Stream.request``,
-``client``, ``server``, ``buffered``, ``disconnected``, ``read``, ``wait_readable``, ``start``,
-``write``, ``abort``, ``app_finished``, ``response_started``, ``response_complete``, ``sent_bytes``,
-``conn``; ``H1Driver.scheme``, ``transport``, ``closed``, ``proto``, ``drain_waiter``; and
-``H1Connection.response_body``.
+Only the stream seam (``gateways.stream``) is used: nothing here knows which protocol carries
+the request.
 """
 
 from __future__ import annotations
@@ -29,33 +25,20 @@ from __future__ import annotations
 import _thread
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import queue
-import select
 import stat
 import threading
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected
+from portico.gateways.stream import ClientDisconnected, Stream
 from portico.gateways.wsgi import WSGIApp, base_environ, run_wsgi
 from portico.protocols.events import Headers
-from portico.runtime.http1 import WRITE_HIGH_WATER
-
-if TYPE_CHECKING:
-    from portico.runtime.http1_stream import H1Stream
 
 log = logging.getLogger("portico.error")
-
-# os.sendfile bytes are accounted to the protocol (Content-Length bookkeeping) as bodies of this
-# many zero bytes whose serialization is dropped: the protocol's public API, no copy of the file.
-_ACCOUNT_BLOCK = bytes(1 << 20)
-# How long a sendfile thread waits for the socket to take more before checking the connection.
-_POLL_MS = 500
-_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF})
 
 _ERROR_BODY = b"Internal Server Error\n"
 _ERROR_HEADERS: Headers = [
@@ -65,7 +48,7 @@ _ERROR_HEADERS: Headers = [
 
 
 class ThreadStream:
-    """The app thread's view of one :class:`H1Stream` (implements ``gateways.wsgi.BlockingStream``).
+    """The app thread's view of one :class:`Stream` (implements ``gateways.BlockingStream``).
 
     At most one hand-off is outstanding at a time (the thread waits for each), so one lock per
     request carries every wake-up: the thread holds it, and the loop releases it when done.
@@ -77,34 +60,35 @@ class ThreadStream:
         "_error",
         "_final",
         "_loop",
-        "_sock",
         "_wake",
         "client",
-        "h1",
         "request",
         "scheme",
         "server",
+        "stream",
+        "tls",
     )
 
-    def __init__(self, h1: H1Stream, loop: asyncio.AbstractEventLoop) -> None:
-        self.h1 = h1
-        self.request = h1.request
-        self.client: tuple[str, int] | None = h1.client
-        self.server: tuple[str, int | None] | None = h1.server
-        self.scheme: str = h1.conn.scheme
+    def __init__(self, stream: Stream, loop: asyncio.AbstractEventLoop) -> None:
+        self.stream = stream
+        self.request = stream.request
+        self.client: tuple[str, int] | None = stream.client
+        self.server: tuple[str, int | None] | None = stream.server
+        self.scheme: str = stream.scheme
+        self.tls: dict[str, Any] | None = stream.tls
         self._loop = loop
         self._wake = _thread.allocate_lock()
         self._wake.acquire()
         self._body = b""
         self._eof = False
         self._error: BaseException | None = None
-        # the last write of the response, sent with the end of the request (one hand-off)
-        self._final: tuple[int, Headers, bytes] | bytes | int | None = None
-        self._sock = -1  # a dup of the socket while os.sendfile runs
+        # the last write of the response, sent with the end of the request (one hand-off);
+        # True once send_file completed the response itself
+        self._final: tuple[int, Headers, bytes] | bytes | bool | None = None
 
     @property
     def disconnected(self) -> bool:
-        return self.h1.disconnected
+        return self.stream.disconnected
 
     # --- thread side ------------------------------------------------------------------------
 
@@ -131,7 +115,7 @@ class ThreadStream:
         return body
 
     def start(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
-        if self.h1.disconnected:
+        if self.stream.disconnected:
             raise ClientDisconnected("client disconnected")
         if end:
             self._final = (status, headers, body)
@@ -139,7 +123,7 @@ class ThreadStream:
             self._call(self._loop_start, status, headers, body)
 
     def write(self, body: bytes, end: bool) -> None:
-        if self.h1.disconnected:
+        if self.stream.disconnected:
             raise ClientDisconnected("client disconnected")
         if end:
             self._final = body
@@ -147,55 +131,31 @@ class ThreadStream:
             self._call(self._loop_write, body)
 
     def send_file(self, status: int, headers: Headers, file: IO[bytes], length: int | None) -> bool:
-        """Head, then the file from its position with ``os.sendfile``; ``False`` if it cannot be
-        (no real descriptor, not a regular file, shorter than ``length``): nothing was sent."""
+        """Head, then the file from its position through ``Stream.send_file``; ``False`` if it
+        cannot be (no real descriptor, not a regular file, shorter than ``length``): nothing
+        was sent."""
         try:
             fd = file.fileno()
             offset = file.tell()
             info = os.fstat(fd)
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
             return False
-        if not stat.S_ISREG(info.st_mode) or self.scheme != "http":
-            return False  # a pipe, a socket; TLS encrypts in user space
+        if not stat.S_ISREG(info.st_mode):
+            return False  # a pipe, a socket: read in blocks instead
         available = info.st_size - offset
         if length is None:
             length = available
             headers = [*headers, (b"content-length", b"%d" % length)]
         elif length > available:
             return False  # the block path reports the short body as the app's error
-        if self.h1.disconnected:
+        if self.stream.disconnected:
             raise ClientDisconnected("client disconnected")
-        self._call(self._loop_file_head, status, headers)
-        sock = self._sock
-        if sock < 0:
-            return False
-        sent = 0
-        try:
-            poller = select.poll()
-            poller.register(sock, select.POLLOUT)
-            while sent < length:
-                if self.h1.disconnected:
-                    raise ClientDisconnected("client disconnected")
-                try:
-                    count = os.sendfile(sock, fd, offset + sent, length - sent)
-                except BlockingIOError:
-                    poller.poll(_POLL_MS)
-                    continue
-                except OSError as exc:
-                    if exc.errno in _GONE:
-                        raise ClientDisconnected("client disconnected") from None
-                    raise
-                if count == 0:
-                    break  # the file shrank; the protocol reports the short body
-                sent += count
-        finally:
-            self._sock = -1
-            os.close(sock)
-        self._final = sent
+        self._call(self._loop_send_file, status, headers, fd, offset, length)
+        self._final = True
         return True
 
     def abort(self) -> None:
-        self._loop.call_soon_threadsafe(self.h1.abort)
+        self._loop.call_soon_threadsafe(self.stream.abort)
 
     def finish(self) -> None:
         """The app is done: send the last write, if any, and end the request (no waiting)."""
@@ -207,17 +167,17 @@ class ThreadStream:
         self._wake.release()
 
     def _loop_read(self) -> None:
-        h1 = self.h1
-        chunk = h1.read()
+        stream = self.stream
+        chunk = stream.read()
         if chunk is None:
-            h1.wait_readable().add_done_callback(self._loop_read_again)
+            stream.wait_readable().add_done_callback(self._loop_read_again)
             return
         self._body, more = chunk
         self._eof = not more
         self._wake.release()
 
     def _loop_read_again(self, _: object) -> None:
-        chunk = self.h1.read()
+        chunk = self.stream.read()
         if chunk is None:  # readable, yet nothing: the client left before the body ended
             self._error = ClientDisconnected("client disconnected before the request body ended")
         else:
@@ -225,7 +185,7 @@ class ThreadStream:
             self._eof = not more
         self._wake.release()
 
-    def _after(self, waiter: asyncio.Future[None] | None) -> None:
+    def _after(self, waiter: Any) -> None:
         if waiter is None or waiter.done():
             self._wake.release()
         else:
@@ -233,7 +193,7 @@ class ThreadStream:
 
     def _loop_start(self, status: int, headers: Headers, body: bytes) -> None:
         try:
-            waiter = self.h1.start(status, headers, body, False)
+            waiter = self.stream.start(status, headers, body, False)
         except BaseException as exc:
             self._error = exc
             self._wake.release()
@@ -242,91 +202,59 @@ class ThreadStream:
 
     def _loop_write(self, body: bytes) -> None:
         try:
-            waiter = self.h1.write(body, False)
+            waiter = self.stream.write(body, False)
         except BaseException as exc:
             self._error = exc
             self._wake.release()
             return
         self._after(waiter)
 
-    def _loop_file_head(self, status: int, headers: Headers) -> None:
-        """Write the head; release the thread once the transport's buffer is empty, with a dup
-        of the socket in ``_sock`` (``-1``: no socket to send a file to; nothing was written)."""
-        h1 = self.h1
-        conn = h1.conn
-        transport = conn.transport
-        sock = None if transport is None else transport.get_extra_info("socket")
-        if sock is None or conn.closed:
-            self._wake.release()
-            return
+    def _loop_send_file(
+        self, status: int, headers: Headers, fd: int, offset: int, length: int
+    ) -> None:
+        stream = self.stream
         try:
-            h1.start(status, headers, b"", False)
-            conn.flush()  # the head must be in the transport before the thread sends the file
-            self._sock = os.dup(sock.fileno())
+            stream.start(status, headers, b"", False)
         except BaseException as exc:
             self._error = exc
             self._wake.release()
             return
-        assert transport is not None
-        if transport.get_write_buffer_size() == 0:
-            self._wake.release()
-            return
-        # Wait until the head has left: with no high-water mark the transport pauses the driver
-        # until its buffer is empty, and resume_writing resolves the driver's drain waiter.
-        transport.set_write_buffer_limits(high=0)
-        waiter = conn.drain_waiter()
-        if waiter is None:  # pragma: no cover - the buffer emptied meanwhile
-            self._loop_file_ready(None)
-        else:
-            waiter.add_done_callback(self._loop_file_ready)
+        task = self._loop.create_task(stream.send_file(fd, offset, length))
+        task.add_done_callback(self._loop_file_sent)
 
-    def _loop_file_ready(self, _: object) -> None:
-        conn = self.h1.conn
-        if not conn.closed and conn.transport is not None:
-            conn.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+    def _loop_file_sent(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            self._error = task.exception()
         self._wake.release()
 
-    def _loop_finish(self, final: tuple[int, Headers, bytes] | bytes | int | None) -> None:
-        h1 = self.h1
+    def _loop_finish(self, final: tuple[int, Headers, bytes] | bytes | bool | None) -> None:
+        stream = self.stream
         try:
-            if type(final) is int and not h1.disconnected:
-                # bytes the thread sent with os.sendfile: account them to the protocol, then end
-                proto = h1.conn.proto
-                left = final
-                while left > 0:
-                    block = _ACCOUNT_BLOCK if left >= len(_ACCOUNT_BLOCK) else bytes(left)
-                    proto.response_body(block)
-                    left -= len(block)
-                h1.sent_bytes += final
+            if final is True or stream.disconnected:
+                pass  # send_file ended the response, or there is nobody to answer
+            elif type(final) is tuple:
                 try:
-                    h1.write(b"", True)
-                except AppError as exc:  # H1Stream.write already closed the connection
+                    stream.start(final[0], final[1], final[2], True)
+                except AppError as exc:
+                    # refused before anything was written: the client still gets a 500
                     log.error("%s", exc)
-            elif final is not None and not h1.disconnected:
-                if type(final) is tuple:
-                    try:
-                        h1.start(final[0], final[1], final[2], True)
-                    except AppError as exc:
-                        # refused before anything was written: the client still gets a 500
-                        log.error("%s", exc)
-                        h1.start(500, list(_ERROR_HEADERS), _ERROR_BODY, True)
-                else:
-                    assert isinstance(final, bytes)
-                    try:
-                        h1.write(final, True)
-                    except AppError as exc:  # H1Stream.write already closed the connection
-                        log.error("%s", exc)
-            elif not h1.disconnected and not h1.response_complete():
+                    stream.start(500, list(_ERROR_HEADERS), _ERROR_BODY, True)
+            elif type(final) is bytes:
+                try:
+                    stream.write(final, True)
+                except AppError as exc:  # the stream already ended the exchange
+                    log.error("%s", exc)
+            elif not stream.response_complete():
                 # the gateway always ends or aborts a response; never leave the client hanging
                 log.error("WSGI request ended without a complete response")
-                if h1.response_started():
-                    h1.abort()
+                if stream.response_started():
+                    stream.abort()
                 else:
-                    h1.start(500, list(_ERROR_HEADERS), _ERROR_BODY, True)
+                    stream.start(500, list(_ERROR_HEADERS), _ERROR_BODY, True)
         except ClientDisconnected:
             pass
         finally:
-            h1.app_finished()
+            stream.app_finished()
 
 
 class ThreadPool:
@@ -394,13 +322,13 @@ class WSGIPool:
         self.pool = ThreadPool(threads, "portico-wsgi")
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def dispatch(self, h1: H1Stream) -> None:
+    def dispatch(self, request_stream: Stream) -> None:
         """On the loop: queue the request for a thread, with the body already here."""
         loop = self.loop
         if loop is None:
             self.loop = loop = asyncio.get_running_loop()
-        stream = ThreadStream(h1, loop)
-        request = h1.request
+        stream = ThreadStream(request_stream, loop)
+        request = request_stream.request
         if not request.has_body:
             stream._eof = True
         elif not request.expect_continue:
@@ -412,9 +340,9 @@ class WSGIPool:
         self.pool.submit(self._run, stream)
 
     def _submit_with_body(self, stream: ThreadStream) -> None:
-        h1 = stream.h1
-        if h1.buffered and not h1.disconnected:
-            chunk = h1.read()
+        inner = stream.stream
+        if inner.buffered and not inner.disconnected:
+            chunk = inner.read()
             if chunk is not None:
                 stream._body, more = chunk
                 stream._eof = not more

@@ -90,8 +90,9 @@ class Listeners:
             if name == spec and slot is not None:
                 self.slots.setdefault(slot, []).append(inherited.pop((name, slot)))
 
-    def for_slot(self, slot: int) -> list[socket.socket]:
-        """The sockets the worker in ``slot`` serves (creating the slot's group sockets)."""
+    def for_slot(self, slot: int) -> list[tuple[str, socket.socket]]:
+        """The sockets the worker in ``slot`` serves, with their bind specs (creating the slot's
+        group sockets)."""
         if self.grouped and len(self.slots.get(slot, ())) < len(self.grouped):
             owned = self.slots.setdefault(slot, [])
             for spec, port in self.grouped[len(owned) :]:
@@ -104,7 +105,8 @@ class Listeners:
                         port=port,
                     )
                 )
-        return [sock for _, sock in self.shared] + self.slots.get(slot, [])
+        specs = [spec for spec, _ in self.grouped]
+        return [*self.shared, *zip(specs, self.slots.get(slot, []), strict=False)]
 
     def all(self) -> list[socket.socket]:
         return [sock for _, sock in self.shared] + [
@@ -132,9 +134,10 @@ class Listeners:
             entries.extend((spec, slot, sock) for spec, sock in zip(specs, owned, strict=False))
         return entries
 
-    def describe_for_log(self) -> list[socket.socket]:
-        """One socket per address, for the "serving on" lines."""
-        return [sock for _, sock in self.shared] + list(self.slots.get(0, []))
+    def describe_for_log(self) -> list[tuple[str, socket.socket]]:
+        """One socket per address, with its spec, for the "serving on" lines."""
+        specs = [spec for spec, _ in self.grouped]
+        return [*self.shared, *zip(specs, self.slots.get(0, []), strict=False)]
 
     def close(self, *, unlink: bool = True) -> None:
         for sock in self.all():

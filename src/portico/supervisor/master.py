@@ -114,7 +114,7 @@ class Master:
         self._install_signals()
         try:
             self.listeners = Listeners(
-                config.bind,
+                config.bind + config.insecure_bind,
                 config.backlog,
                 reuse_port=config.reuse_port,
                 dual_stack=config.dual_stack,
@@ -188,7 +188,7 @@ class Master:
             os.close(read_end)
             private = [self.wake_r, self.wake_w, self.watcher.fd]
             private += [other.fd for other in self.workers.values()]
-            keep = {sock.fileno() for sock in sockets}
+            keep = {sock.fileno() for _, sock in sockets}
             # another slot's socket held here would stay open after SIGTTOU drops it
             others = [sock for sock in self.listeners.all() if sock.fileno() not in keep]
             self.selector.close()
@@ -237,8 +237,10 @@ class Master:
         if not self.announced and self._count_ready() >= self.target:
             self.announced = True
             assert self.listeners is not None
-            for sock in self.listeners.describe_for_log():
-                log.info("Portico serving %s on %s", name, describe(sock))
+            for spec, sock in self.listeners.describe_for_log():
+                log.info(
+                    "Portico serving %s on %s", name, describe(sock, self.config.tls_for(spec))
+                )
             log.info(
                 "master %d: %d worker(s) ready: %s",
                 self.pid,
@@ -426,7 +428,11 @@ class Master:
             except StartupError as error:
                 log.error("SIGHUP: the new configuration is invalid, keeping the old: %s", error)
                 return
-            if config.bind != self.config.bind or config.reuse_port != self.config.reuse_port:
+            if (
+                config.bind != self.config.bind
+                or config.insecure_bind != self.config.insecure_bind
+                or config.reuse_port != self.config.reuse_port
+            ):
                 log.warning("SIGHUP: new binds take effect only with SIGUSR2 or a restart")
             if config.preload:
                 log.warning("SIGHUP with --preload: workers restart with the app loaded at start")

@@ -39,8 +39,9 @@ __all__ = [
     "run_worker",
 ]
 
-#: ``boot(config, sockets, link)`` runs a worker inside the forked child; returns its exit code
-Boot = Callable[["Config", list[socket.socket], "MasterLink"], int]
+#: ``boot(config, sockets, link)`` runs a worker inside the forked child, with each listening
+#: socket and the bind spec it came from; returns the worker's exit code
+Boot = Callable[["Config", list[tuple[str, socket.socket]], "MasterLink"], int]
 
 
 @dataclass(eq=False)
@@ -66,7 +67,7 @@ class Worker:
 def run_worker(  # noqa: PLR0917 -- one call site, in the forked child
     boot: Boot,
     config: Config,
-    sockets: list[socket.socket],
+    sockets: list[tuple[str, socket.socket]],
     link: MasterLink,
     private_fds: list[int],
     other_sockets: list[socket.socket],

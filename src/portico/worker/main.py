@@ -23,10 +23,13 @@ from typing import TYPE_CHECKING
 
 from portico import logs
 from portico.errors import EXIT_OK, ConfigError, StartupError
-from portico.gateways.asgi import Receive, Scope, Send
 from portico.gateways.lifespan import Lifespan
 from portico.gateways.loader import LoadedApp, load_app
-from portico.runtime.server import Mount, Server
+from portico.runtime.context import WorkerContext
+from portico.runtime.router import Mount, Router
+from portico.runtime.server import Listener, Server
+from portico.runtime.tls import load as load_tls
+from portico.runtime.tls import tls_settings
 from portico.runtime.wsgi_pool import WSGIPool
 from portico.worker.link import MasterLink
 
@@ -100,30 +103,29 @@ def load(config: Config) -> LoadedApps:
 
 def serve(
     config: Config,
-    sockets: list[socket.socket],
+    sockets: list[tuple[str, socket.socket]],
     link: MasterLink,
     preloaded: LoadedApps | None = None,
 ) -> int:
-    """Load the app, serve on ``sockets`` until a signal says stop. Returns the exit code."""
+    """Load the app(s), serve on ``sockets`` (each with its bind spec) until a signal says
+    stop. Returns the exit code."""
     _enable_stack_dumps()
     apps = preloaded if preloaded is not None else load(config)
-    if apps.mounted:
-        return _serve_mounted(config, apps, sockets, link)
-    loaded = apps.apps[0][1]
-    factory = _loop_factory(config.loop)
-    pool = None
-    if loaded.interface == "wsgi":
-        pool = WSGIPool(
-            loaded.app,
-            config.threads,
-            root_path=config.root_path,
-            multiprocess=config.workers > 1,
-        )
+    listeners = [Listener(sock, config.tls_for(spec)) for spec, sock in sockets]
+    pools: dict[str, WSGIPool] = {}
+    for prefix, loaded in apps.apps:
+        if loaded.interface == "wsgi":
+            pools[prefix] = WSGIPool(
+                loaded.app,
+                config.threads,
+                root_path=_mount_root(config, prefix),
+                multiprocess=config.workers > 1,
+            )
     try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            code = runner.run(_serve(config, loaded, sockets, pool, link))
+        with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
+            code = runner.run(_serve(config, apps, pools, listeners, link))
     finally:
-        busy = 0 if pool is None else pool.shutdown()
+        busy = sum(pool.shutdown() for pool in pools.values())
     return _exit(code, busy)
 
 
@@ -150,82 +152,47 @@ def _exit(code: int, busy: int) -> int:
     return code
 
 
-def _serve_mounted(
-    config: Config, apps: LoadedApps, sockets: list[socket.socket], link: MasterLink
-) -> int:
-    """``--mount``: several apps, WSGI and ASGI mixed, each under its URL prefix."""
-    specs = apps.apps
-    pools: dict[str, WSGIPool] = {}
-    for prefix, loaded in specs:
-        if loaded.interface == "wsgi":
-            pools[prefix] = WSGIPool(
-                loaded.app,
-                config.threads,
-                root_path=_mount_root(config, prefix),
-                multiprocess=config.workers > 1,
-            )
-    name = apps.name
-
-    async def main() -> int:
-        loop = asyncio.get_running_loop()
-        lifespans = {
-            prefix: Lifespan(loaded.app, loop, config.lifespan)
-            for prefix, loaded in specs
-            if prefix not in pools
-        }
-
-        def make_server() -> Server:
-            mounts = [
-                Mount(
-                    prefix,
-                    None if prefix in pools else loaded.app,
-                    pools.get(prefix),
-                    _mount_root(config, prefix),
-                    lifespans[prefix].state if prefix in lifespans else {},
-                )
-                for prefix, loaded in specs
-            ]
-            return Server(config, _not_found, loop, mounts=mounts)
-
-        return await _run(config, sockets, list(lifespans.values()), make_server, name, link)
-
-    try:
-        with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
-            code = runner.run(main())
-    finally:
-        busy = sum(pool.shutdown() for pool in pools.values())
-    return _exit(code, busy)
-
-
 def _mount_root(config: Config, prefix: str) -> str:
     return config.root_path + ("" if prefix == "/" else prefix)
 
 
-async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
-    """Never called: with --mount, the server answers unmatched paths with 404 itself."""
-    raise AssertionError("unreachable")
-
-
 async def _serve(
     config: Config,
-    loaded: LoadedApp,
-    sockets: list[socket.socket],
-    pool: WSGIPool | None,
+    apps: LoadedApps,
+    pools: dict[str, WSGIPool],
+    listeners: list[Listener],
     link: MasterLink,
 ) -> int:
+    """The apps and their lifespans (ASGI only: a WSGI app has none), one mount each."""
     loop = asyncio.get_running_loop()
-    # Lifespan is an ASGI protocol; a WSGI app has none.
-    lifespan = Lifespan(loaded.app, loop, "off" if pool is not None else config.lifespan)
+    lifespans = {
+        prefix: Lifespan(loaded.app, loop, config.lifespan)
+        for prefix, loaded in apps.apps
+        if prefix not in pools
+    }
 
     def make_server() -> Server:
-        return Server(config, loaded.app, loop, lifespan.state, wsgi=pool)
+        ctx = WorkerContext(config, loop)
+        mounts = [
+            Mount(
+                prefix,
+                None if prefix in pools else loaded.app,
+                pools.get(prefix),
+                _mount_root(config, prefix),
+                lifespans[prefix].state if prefix in lifespans else {},
+            )
+            for prefix, loaded in apps.apps
+        ]
+        ctx.dispatcher = Router(ctx, mounts, mounted=apps.mounted)
+        settings = tls_settings(config)
+        return Server(ctx, load_tls(settings) if settings is not None else None)
 
-    return await _run(config, sockets, [lifespan], make_server, loaded.name, link)
+    return await _run(config, listeners, list(lifespans.values()), make_server, apps.name, link)
 
 
-async def _run(  # noqa: PLR0917 -- private, called from two places
+async def _run(  # noqa: PLR0917 -- private
     config: Config,
-    sockets: list[socket.socket],
+    listeners: list[Listener],
     lifespans: list[Lifespan],
     make_server: Callable[[], Server],
     name: str,
@@ -233,10 +200,10 @@ async def _run(  # noqa: PLR0917 -- private, called from two places
 ) -> int:
     """Start the apps, serve until a signal says stop, drain, stop the apps."""
     loop = asyncio.get_running_loop()
+    server = make_server()  # first: a certificate that no longer loads stops us before the apps
     for lifespan in lifespans:
         await lifespan.startup()
-    server = make_server()
-    await server.start(sockets)
+    await server.start(listeners)
     # Everything allocated so far (the app, its imports, our modules) lives for the whole
     # process: move it out of the collector's sight so collections triggered by per-request
     # garbage do not keep rescanning it (the practice Instagram described for Django workers).
@@ -255,8 +222,7 @@ async def _run(  # noqa: PLR0917 -- private, called from two places
             stop.set_result(signum)
         elif len(requested) > 1 and signum == signal.SIGINT:
             # a second Ctrl-C: stop waiting for requests in flight
-            for conn in list(server.connections):
-                conn.abort()
+            server.ctx.abort_all()
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(signum, on_signal, signum)
@@ -322,13 +288,13 @@ class Heartbeat:
         if (
             self.max_requests
             and not self.retiring
-            and self.server.requests_served >= self.max_requests
+            and self.server.ctx.requests_served >= self.max_requests
         ):
             self.retiring = True
             log.info(
                 "worker %d served %d requests (--max-requests); asking for a successor",
                 os.getpid(),
-                self.server.requests_served,
+                self.server.ctx.requests_served,
             )
             self.link.retire()
         self.handle = self.loop.call_later(self.interval, self.beat)

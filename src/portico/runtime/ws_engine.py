@@ -1,18 +1,21 @@
-"""The asyncio driver of one WebSocket: the handshake hand-over, flow control, keepalive, close.
+"""The WebSocket engine: one open WebSocket's queues, keepalive, flow control and close.
 
-A WebSocket starts as an HTTP/1.1 request on an :class:`H1Driver`. While the app decides, the
-request stays there (a refusal or denial is an ordinary HTTP response); when the app accepts,
-:class:`WSSession` writes the 101 response, takes the transport over with ``set_protocol``, and
-speaks :class:`WSConnection` on it.
+It is carrier-neutral: a WebSocket starts as a request on some protocol's :class:`Stream` (an
+HTTP/1.1 ``Upgrade``; an HTTP/2 extended CONNECT, RFC 8441, later). While the app decides, the
+request stays there (a refusal or a denial is an ordinary HTTP response); when the app accepts,
+the stream's ``accept_upgrade`` answers the handshake and hands back the :class:`Tunnel` its
+bytes now flow through, with this engine as the tunnel's protocol, and the engine speaks
+:class:`WSConnection` on it.
 
 Bounds, so that a client cannot grow the worker's memory:
 * incoming: at most ``ws_max_queue`` messages (each at most ``ws_max_message_size``) wait for the
-  app; when the queue is full the socket is not read, and TCP pushes back on the client;
-* outgoing: above ``ws_write_limit`` unsent bytes the app's ``send`` waits, and the socket is not
+  app; when the queue is full the tunnel is not read, and TCP pushes back on the client;
+* outgoing: above ``ws_write_limit`` unsent bytes the app's ``send`` waits, and the tunnel is not
   read either (otherwise automatic pongs could pile up for a client that never reads).
 
-Timers ride on the server's one-second ticker (``deadline`` / :meth:`on_timeout`), as for HTTP:
-the keepalive ping, the wait for its pong, and the wait for the client to finish closing.
+Timers ride on the worker context's one-second ticker (``deadline`` / :meth:`on_timeout`), as
+for HTTP: the keepalive ping, the wait for its pong, and the wait for the client to finish
+closing.
 """
 
 from __future__ import annotations
@@ -21,27 +24,22 @@ import asyncio
 import logging
 import os
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from portico.config import Config
 from portico.gateways.asgi import ASGIApp
-from portico.gateways.stream import ClientDisconnected
+from portico.gateways.stream import ClientDisconnected, Stream, Tunnel
 from portico.gateways.websocket import WebSocketChannel, WebSocketCycle, websocket_scope
 from portico.protocols.events import Headers
 from portico.protocols.websocket import (
     Handshake,
     HandshakeError,
     WSConnection,
-    WSOptions,
-    accept_response,
+    accept_headers,
     check_handshake,
 )
+from portico.runtime.context import WorkerContext
 
-if TYPE_CHECKING:
-    from portico.runtime.http1 import H1Driver
-    from portico.runtime.http1_stream import H1Stream
-    from portico.runtime.server import Server
+__all__ = ["WSEngine", "serve_websocket"]
 
 log = logging.getLogger("portico.error")
 
@@ -51,87 +49,58 @@ INTERNAL_ERROR = 1011
 ABNORMAL_CLOSURE = 1006
 
 
-@dataclass(frozen=True, slots=True)
-class WSSettings:
-    """The WebSocket settings of one server, read once from its ``Config``."""
-
-    protocol: WSOptions
-    max_queue: int
-    ping_interval: float
-    ping_timeout: float
-    write_limit: int
-
-    @classmethod
-    def from_config(cls, config: Config) -> WSSettings:
-        return cls(
-            WSOptions(
-                max_message_size=config.ws_max_message_size,
-                per_message_deflate=config.ws_per_message_deflate,
-                deflate_window_bits=config.ws_deflate_window_bits,
-                deflate_memory_level=config.ws_deflate_memory_level,
-            ),
-            config.ws_max_queue,
-            config.ws_ping_interval,
-            config.ws_ping_timeout,
-            config.ws_write_limit,
-        )
-
-
 def serve_websocket(
-    server: Server, stream: H1Stream, app: ASGIApp, root_path: str, state: dict[str, Any]
+    ctx: WorkerContext, stream: Stream, app: ASGIApp, root_path: str, state: dict[str, Any]
 ) -> None:
-    """Run an ASGI app on a WebSocket upgrade request (the handshake is still HTTP/1.1 here)."""
-    settings = server.websocket
+    """Run an ASGI app on a WebSocket handshake (still a request of ``stream``'s protocol)."""
+    settings = ctx.limits.websocket
     try:
         handshake = check_handshake(stream.request, settings.protocol)
     except HandshakeError as exc:
         client = f"{stream.client[0]}:{stream.client[1]}" if stream.client else "-"
-        log.info("%s: %d %s", client, exc.status, exc.detail)
+        ctx.log_client_error(client, exc.status, exc.detail)
         body = b"%d %s\n" % (exc.status, exc.detail.encode("ascii"))
-        stream.conn.proto.close_after_response()  # what follows the head is not HTTP
+        stream.refuse_upgrade()
         stream.start(
             exc.status,
             [*exc.headers, (b"content-type", b"text/plain; charset=utf-8")],
             body,
             True,
         )
-        server.app_finished(stream)
+        stream.app_finished()
         return
-    session = WSSession(server, stream, handshake)
-    scope = websocket_scope(session, root_path, state)
-    task = server.loop.create_task(WebSocketCycle(session).run(app, scope))
-    server.tasks.add(task)  # asyncio keeps only weak references to tasks
-    stream.task = task
+    engine = WSEngine(ctx, stream, handshake)
+    ctx.spawn(WebSocketCycle(engine).run(app, websocket_scope(engine, root_path, state)), stream)
 
 
-class WSSession(WebSocketChannel, asyncio.Protocol):
-    """One WebSocket: the ASGI gateway's channel, and (once accepted) the transport's protocol."""
+class WSEngine(WebSocketChannel, asyncio.Protocol):
+    """One WebSocket: the ASGI gateway's channel, and (once accepted) its tunnel's protocol."""
 
-    def __init__(self, server: Server, stream: H1Stream, handshake: Handshake) -> None:
-        self._server = server
-        self._settings = server.websocket
+    def __init__(self, ctx: WorkerContext, stream: Stream, handshake: Handshake) -> None:
+        self._ctx = ctx
+        self._settings = ctx.limits.websocket
         self._stream = stream
-        self._h1: H1Driver = stream.conn
         self._handshake = handshake
         self.request = stream.request
         self.client = stream.client
         self.server = stream.server
         self.scheme = "wss" if stream.scheme == "https" else "ws"
+        self.tls = stream.tls
         self.subprotocols = handshake.subprotocols
-        self.transport: asyncio.Transport | None = None
+        self.transport: Tunnel | None = None
         self.ws: WSConnection | None = None
         self.deadline = 0.0
         self._queue: deque[str | bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
-        self._read_paused = True  # the HTTP/1.1 driver stopped reading at the upgrade
+        self._read_paused = True  # the carrier stopped reading at the handshake
         self._write_paused = False
         self._awaiting_pong = False
         self._eof_sent = False
         self._lost = False
         self._failed: tuple[int, str] | None = None
 
-    # --- the gateway's channel: before accepting, the connection is still HTTP/1.1 --------
+    # --- the gateway's channel: before accepting, the handshake is still a request --------
 
     @property
     def disconnected(self) -> bool:
@@ -142,45 +111,31 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
     def respond(
         self, status: int, headers: Headers, body: bytes, end: bool
     ) -> asyncio.Future[None] | None:
-        self._h1.proto.close_after_response()  # bytes after the head were never HTTP
+        self._stream.refuse_upgrade()
         return cast("asyncio.Future[None] | None", self._stream.start(status, headers, body, end))
 
     def respond_body(self, body: bytes, end: bool) -> asyncio.Future[None] | None:
         return cast("asyncio.Future[None] | None", self._stream.write(body, end))
 
     def accept(self, subprotocol: str | None, headers: Headers) -> None:
-        server = self._server
-        response = accept_response(
-            self._handshake, subprotocol, headers, server.date_line + server.server_line
-        )
-        h1 = self._h1
-        transport = h1.transport
-        if transport is None or self._stream.disconnected or h1.closed:
-            raise ClientDisconnected("client disconnected")
-        tail = h1.detach()
+        fields = accept_headers(self._handshake, subprotocol, headers)
         settings = self._settings
+        # before the switch: bytes that came with the handshake are fed to it below
         self.ws = WSConnection(settings.protocol, self._handshake.extension)
-        self.transport = transport
-        transport.set_protocol(self)  # first: the new limits may pause or resume writing
-        transport.set_write_buffer_limits(high=settings.write_limit)
-        transport.write(response)
-        server.connections.add(self)
-        if server.access.enabled:
-            request = self.request
-            server.access.log(
-                f"{self.client[0]}:{self.client[1]}" if self.client else "-",
-                b"GET",
-                request.raw_path + (b"?" + request.query_string if request.query_string else b""),
-                request.http_version,
-                101,
-                0,
-                server.now - self._stream.start_time,
-            )
+        try:
+            tunnel, tail = self._stream.accept_upgrade(fields, self)
+        except ClientDisconnected:
+            self.ws = None
+            raise
+        self.transport = tunnel
+        tunnel.set_write_buffer_limits(high=settings.write_limit)
+        ctx = self._ctx
+        ctx.connections.add(self)
         if settings.ping_interval:
-            self.deadline = server.now + settings.ping_interval
+            self.deadline = ctx.now + settings.ping_interval
         if tail:
             self.data_received(tail)
-        if server.closing:
+        if ctx.closing:
             self.shutdown()
         self._update_reading()
 
@@ -194,7 +149,7 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
         return data
 
     def wait(self) -> asyncio.Future[None]:
-        fut = self._server.loop.create_future()
+        fut = self._ctx.loop.create_future()
         ws = self.ws
         if ws is None:
             return self._stream.wait_disconnect()
@@ -227,7 +182,7 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
         if not self._write_paused:
             return None
         if self._drain is None:
-            self._drain = self._server.loop.create_future()
+            self._drain = self._ctx.loop.create_future()
         return self._drain
 
     def close(self, code: int, reason: str) -> None:
@@ -240,13 +195,13 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
 
     def abort(self) -> None:
         if self.transport is None:
-            self._h1.abort()
+            self._stream.abort()
             return
         self._lost = True
         self.transport.abort()
 
     def app_finished(self) -> None:
-        self._server.app_finished(self._stream)
+        self._stream.app_finished()
 
     # --- asyncio.Protocol, once accepted ---------------------------------------------------
 
@@ -265,7 +220,7 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
             ws.pong_received = False
             if self._awaiting_pong:
                 self._awaiting_pong = False
-                self.deadline = self._server.now + self._settings.ping_interval
+                self.deadline = self._ctx.now + self._settings.ping_interval
         if not ws.open:
             self._closing()
 
@@ -279,7 +234,7 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._server.connection_closed(self)
+        self._ctx.connection_closed(self)
         self._wake()
         drain = self._drain
         if drain is not None and not drain.done():
@@ -298,15 +253,15 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
                 drain.set_result(None)
         self._update_reading()
 
-    # --- the server's connection interface (ticker, shutdown) ------------------------------
+    # --- the context's view (Connection: ticker, shutdown) ---------------------------------
 
     def on_timeout(self) -> None:
-        """Called by the server's ticker when ``deadline`` has passed."""
+        """Called by the context's ticker when ``deadline`` has passed."""
         ws = self.ws
         transport = self.transport
         if ws is None or transport is None or self._lost:
             return
-        now = self._server.now
+        now = self._ctx.now
         settings = self._settings
         if not ws.open or self._eof_sent:
             # the client did not finish the closing handshake in time (RFC 6455 §7.1.1)
@@ -355,7 +310,7 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
                 # and then waits for the client's FIN; closing outright could reset unread input
                 # and destroy the close frame.
                 self._eof_sent = True
-                self.deadline = self._server.now + self._settings.ping_timeout
+                self.deadline = self._ctx.now + self._settings.ping_timeout
                 if transport.can_write_eof():
                     transport.write_eof()
                 else:
@@ -364,7 +319,7 @@ class WSSession(WebSocketChannel, asyncio.Protocol):
     def _closing(self) -> None:
         """No more messages either way: the app gets its disconnect once the queue is empty."""
         if not self._eof_sent:
-            self.deadline = self._server.now + self._settings.ping_timeout
+            self.deadline = self._ctx.now + self._settings.ping_timeout
         self._wake()
 
     def _wake(self) -> None:

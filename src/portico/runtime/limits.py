@@ -1,0 +1,68 @@
+"""Every bound the runtime and its protocols enforce, built from the settings in one place.
+
+The defaults live in one place only, the settings table (``portico.config.settings``); the
+protocols' limit objects (``H1Limits``, ``WSOptions``) have no defaults of their own, and this
+module is the only code that maps settings onto them (``tests/test_limits.py`` pins that every
+field comes from its setting). A new protocol adds its limits here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portico.config import Config
+from portico.protocols.http11 import H1Limits
+from portico.protocols.websocket import WSOptions
+
+__all__ = ["Limits", "WSLimits", "build_limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class WSLimits:
+    """A WebSocket's bounds: the protocol's, and the engine's queue, keepalive and buffer."""
+
+    protocol: WSOptions
+    max_queue: int
+    ping_interval: float
+    ping_timeout: float
+    write_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one worker's connections may hold and for how long."""
+
+    h1: H1Limits
+    websocket: WSLimits
+    header_timeout: float
+    keepalive_timeout: float
+    max_connections: int
+    max_in_flight: int
+
+
+def build_limits(config: Config) -> Limits:
+    """The limits of a worker serving ``config``."""
+    return Limits(
+        h1=H1Limits(
+            max_request_line=config.max_request_line,
+            max_header_count=config.max_header_count,
+            max_header_bytes=config.max_header_bytes,
+            max_body_size=config.max_body_size,
+        ),
+        websocket=WSLimits(
+            protocol=WSOptions(
+                max_message_size=config.ws_max_message_size,
+                per_message_deflate=config.ws_per_message_deflate,
+                deflate_window_bits=config.ws_deflate_window_bits,
+                deflate_memory_level=config.ws_deflate_memory_level,
+            ),
+            max_queue=config.ws_max_queue,
+            ping_interval=config.ws_ping_interval,
+            ping_timeout=config.ws_ping_timeout,
+            write_limit=config.ws_write_limit,
+        ),
+        header_timeout=config.header_timeout,
+        keepalive_timeout=config.keepalive_timeout,
+        max_connections=config.max_connections,
+        max_in_flight=config.max_in_flight,
+    )
