@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 APPS = Path(__file__).parent / "apps"
-_LISTENING = re.compile(r"serving .+? on http://127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(r"serving .+? on https?://127\.0\.0\.1:(\d+)")
 
 
 class ServerProcess:

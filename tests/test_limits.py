@@ -1,0 +1,87 @@
+"""Every protocol limit comes from its setting, built in one place (``runtime.limits``).
+
+The defaults are declared once, in the settings table: the limit objects have none of their own,
+and each of their fields is taken from the setting named here. A new limit field without a row in
+this table fails the test, so a default cannot slip back into a protocol module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+import pytest
+
+from portico.config import Config
+from portico.protocols.http11 import H1Limits
+from portico.protocols.websocket import WSOptions
+from portico.runtime.limits import Limits, WSLimits, build_limits
+
+# limit object field -> (setting, a value that is not its default)
+SOURCES: dict[str, tuple[str, Any]] = {
+    "h1.max_request_line": ("max_request_line", 1234),
+    "h1.max_header_count": ("max_header_count", 17),
+    "h1.max_header_bytes": ("max_header_bytes", 4321),
+    "h1.max_body_size": ("max_body_size", 99),
+    "websocket.protocol.max_message_size": ("ws_max_message_size", 777),
+    "websocket.protocol.per_message_deflate": ("ws_per_message_deflate", False),
+    "websocket.protocol.deflate_window_bits": ("ws_deflate_window_bits", 9),
+    "websocket.protocol.deflate_memory_level": ("ws_deflate_memory_level", 2),
+    "websocket.max_queue": ("ws_max_queue", 3),
+    "websocket.ping_interval": ("ws_ping_interval", 7.5),
+    "websocket.ping_timeout": ("ws_ping_timeout", 2.5),
+    "websocket.write_limit": ("ws_write_limit", 999),
+    "header_timeout": ("header_timeout", 3.0),
+    "keepalive_timeout": ("keepalive_timeout", 11.0),
+    "max_connections": ("max_connections", 55),
+    "max_in_flight": ("max_in_flight", 66),
+}
+
+
+def leaf_fields(cls: type, prefix: str = "") -> list[str]:
+    """The dotted names of every plain field of a limits dataclass and those it contains."""
+    hints = typing.get_type_hints(cls)
+    names = []
+    for field in dataclasses.fields(cls):
+        if field.name.startswith("_"):
+            continue  # derived (WSOptions' compressor factory)
+        kind = hints[field.name]
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            names += leaf_fields(kind, f"{prefix}{field.name}.")
+        else:
+            names.append(prefix + field.name)
+    return names
+
+
+def value_at(limits: Limits, path: str) -> Any:
+    value: Any = limits
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def test_every_limit_field_has_its_setting() -> None:
+    assert sorted(leaf_fields(Limits)) == sorted(SOURCES)
+
+
+@pytest.mark.parametrize("path", sorted(SOURCES))
+def test_each_limit_is_built_from_its_setting(path: str) -> None:
+    setting, value = SOURCES[path]
+    assert getattr(Config(), setting) != value  # the test value is not the default
+    assert value_at(build_limits(Config(**{setting: value})), path) == value
+    assert value_at(build_limits(Config()), path) == getattr(Config(), setting)
+
+
+@pytest.mark.parametrize("cls", [H1Limits, WSOptions, WSLimits, Limits])
+def test_limit_objects_declare_no_defaults_of_their_own(cls: type) -> None:
+    own = [
+        field.name
+        for field in dataclasses.fields(cls)
+        if not field.name.startswith("_")
+        and (
+            field.default is not dataclasses.MISSING
+            or field.default_factory is not dataclasses.MISSING
+        )
+    ]
+    assert own == [], f"{cls.__name__} spells defaults the settings table owns: {own}"
