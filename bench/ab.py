@@ -40,7 +40,7 @@ def spec(name: str, exe: str, app: str, extra: list[str]) -> servers.ServerSpec:
         "portico",
         "ASGI" if app == servers.ASGI_APP else "WSGI",
         lambda port: (
-            [exe, app, "--bind", f"{servers.HOST}:{port}", "--log-level", "warning"] + extra
+            [exe, app, "--bind", f"{servers.HOST}:{port}", "--log-level", "warning", *extra]
         ),
     )
 

@@ -191,6 +191,7 @@ def test_keyfile_inside_certfile_and_a_unix_socket(certs: Certs, serve: ServerFa
 def test_insecure_bind_serves_plain_http_beside_tls(certs: Certs, serve: ServerFactory) -> None:
     # another loopback address: the same spec twice would be ambiguous (and is refused)
     server = serve("asgi_apps:tls_info", *certs.flags(), "--insecure-bind", "127.0.0.2:0")
+    assert wait_until(lambda: "on http://127.0.0.2:" in server.log), server.log
     plain = int(re.findall(r"on http://127\.0\.0\.2:(\d+)", server.log)[0])
     secure = int(re.findall(r"on https://127\.0\.0\.1:(\d+)", server.log)[0])
     assert httpx.get(f"http://127.0.0.2:{plain}/").json() == {"scheme": "http", "tls": None}
