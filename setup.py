@@ -24,6 +24,9 @@ HOT_PATH = [
     "src/portico/runtime/http1_stream.py",
     "src/portico/runtime/server.py",
     "src/portico/protocols/websocket.py",
+    "src/portico/protocols/proxy_header.py",
+    "src/portico/protocols/forwarded.py",
+    "src/portico/protocols/forwarded_syntax.py",
     "src/portico/runtime/websocket.py",
 ]
 

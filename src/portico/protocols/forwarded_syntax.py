@@ -62,6 +62,8 @@ _bad_percent = re.compile(rb"%(?![0-9A-Fa-f]{2})").search
 
 def last_element(value: bytes) -> bytes:
     """The rightmost non-empty element of a comma-separated value (the nearest proxy's)."""
+    if value.find(b",") < 0:  # the usual case: one value
+        return value.strip(b" \t")
     for part in reversed(value.split(b",")):
         element = part.strip(b" \t")
         if element:
@@ -70,7 +72,9 @@ def last_element(value: bytes) -> bytes:
 
 
 def check_scheme(value: bytes, notes: list[str], field: str) -> str | None:
-    scheme = _SCHEMES.get(value.lower())
+    scheme = _SCHEMES.get(value)
+    if scheme is None:
+        scheme = _SCHEMES.get(value.lower())
     if scheme is None:
         notes.append(f"{field}: not http, https, ws or wss")
     return scheme
