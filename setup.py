@@ -27,6 +27,11 @@ HOT_PATH = [
     "src/portico/protocols/proxy_header.py",
     "src/portico/protocols/forwarded.py",
     "src/portico/protocols/forwarded_syntax.py",
+    "src/portico/protocols/conditional.py",
+    "src/portico/protocols/ranges.py",
+    "src/portico/protocols/codings.py",
+    "src/portico/gateways/static_fs.py",
+    "src/portico/gateways/static.py",
     "src/portico/runtime/websocket.py",
 ]
 

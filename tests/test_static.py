@@ -466,6 +466,22 @@ def test_a_sibling_that_is_a_link_follows_the_setting(static: StaticFiles, publi
     assert SECRET not in stream.body
 
 
+def test_siblings_are_looked_for_again_after_a_second(public: Path) -> None:
+    now = [100.0]
+    static = StaticFiles(StaticOptions(mounts=(("/static", str(public)),)), clock=lambda: now[0])
+    accept = (b"accept-encoding", b"br")
+    assert get(static, b"/static/data.json", accept).header(b"vary") is None
+    (public / "data.json.br").write_bytes(b"BROTLI")
+    now[0] += 0.5
+    assert get(static, b"/static/data.json", accept).header(b"content-encoding") is None
+    now[0] += 0.6
+    stream = get(static, b"/static/data.json", accept)
+    assert stream.header(b"content-encoding") == b"br" and stream.body == b"BROTLI"
+    (public / "data.json.br").unlink()  # gone while remembered: the identity, at once
+    stream = get(static, b"/static/data.json", accept)
+    assert stream.header(b"content-encoding") is None and stream.body == b'{"a": 1}\n'
+
+
 def test_a_sibling_that_vanishes_falls_back_to_the_identity(
     static: StaticFiles, public: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,7 +57,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
@@ -220,6 +220,8 @@ _WANTED: Final = {
     b"accept-encoding": 6,
 }
 _CACHE_LIMIT: Final = 4096
+#: seconds a file's list of precompressed siblings is trusted before it is looked at again
+_SIBLING_RECHECK: Final = 1.0
 _O_SIBLING: Final = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
@@ -263,18 +265,21 @@ class StaticFiles:
 
     __slots__ = (
         "_cache_control",
+        "_clock",
         "_content_types",
         "_fingerprint",
         "_immutable",
         "_index",
         "_mimetypes",
+        "_sibling_cache",
         "_validators",
         "mounts",
         "options",
     )
 
-    def __init__(self, options: StaticOptions) -> None:
+    def __init__(self, options: StaticOptions, clock: Callable[[], float] = time.monotonic) -> None:
         self.options = options
+        self._clock = clock
         # longest prefix first, so "/static/img" wins over "/static"
         self.mounts = tuple(
             sorted(
@@ -296,6 +301,7 @@ class StaticFiles:
         self._mimetypes = mimetypes.MimeTypes()
         self._content_types: dict[str, tuple[bytes, bool]] = {}
         self._validators: dict[tuple[int, int, int, int, str], tuple[bytes, int, bytes]] = {}
+        self._sibling_cache: dict[tuple[int, int, int, int], tuple[float, tuple[str, ...]]] = {}
 
     def check(self) -> None:
         """At worker start: raise ``ValueError`` unless every folder exists and is a directory."""
@@ -366,7 +372,7 @@ class StaticFiles:
                 fields[index] = value if previous is None else previous + b", " + value
         name = found.name.decode("utf-8")
         content_type, compressible = self._content_type(name)
-        available: list[str] = []
+        available: tuple[str, ...] = ()
         if compressible and self.options.precompressed:
             available = self._siblings(found)
         sibling_fd = -1
@@ -468,8 +474,27 @@ class StaticFiles:
             self._content_types[extension] = known
         return known
 
-    def _siblings(self, found: Opened) -> list[str]:
-        """The configured codings that have a regular, fresh sibling file next to ``found``."""
+    def _siblings(self, found: Opened) -> tuple[str, ...]:
+        """The configured codings that have a regular, fresh sibling file next to ``found``.
+
+        Remembered per file (its device, inode, size and mtime) for a second: most files have no
+        sibling, and looking costs a ``stat`` per coding on every request. A sibling added next
+        to an unchanged file is seen within that second; one removed is found missing when it
+        is opened, and the identity is sent.
+        """
+        info = found.stat
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        now = self._clock()
+        known = self._sibling_cache.get(key)
+        if known is not None and now - known[0] < _SIBLING_RECHECK:
+            return known[1]
+        available = self._look_for_siblings(found)
+        if len(self._sibling_cache) >= _CACHE_LIMIT:
+            self._sibling_cache.clear()
+        self._sibling_cache[key] = (now, available)
+        return available
+
+    def _look_for_siblings(self, found: Opened) -> tuple[str, ...]:
         follow = self.options.symlinks == FOLLOW
         mtime = found.stat.st_mtime_ns
         available = []
@@ -484,7 +509,7 @@ class StaticFiles:
                 continue
             if stat.S_ISREG(info.st_mode) and info.st_mtime_ns >= mtime:
                 available.append(coding)
-        return available
+        return tuple(available)
 
     def _open_sibling(self, found: Opened, coding: str) -> _Representation | None:
         flags = _O_SIBLING if self.options.symlinks == FOLLOW else _O_SIBLING | _O_NOFOLLOW

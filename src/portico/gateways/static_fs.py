@@ -180,17 +180,21 @@ def open_beneath(
         if exc.errno in NOT_FOUND_ERRORS:
             return None
         raise
+    found: Opened | Redirect | None = None
     try:
         if symlinks == FOLLOW:
-            return _walk(root_fd, names, index, 0)
-        try:
-            return _walk(root_fd, names, index, _O_NOFOLLOW)
-        except _SymlinkMet:
-            if symlinks != INSIDE:
-                return None
-        return _reopen_inside(root, root_fd, names, index, allow_hidden)
+            found = _walk(root_fd, names, index, 0)
+        else:
+            try:
+                found = _walk(root_fd, names, index, _O_NOFOLLOW)
+            except _SymlinkMet:
+                if symlinks == INSIDE:
+                    found = _reopen_inside(root, root_fd, names, index, allow_hidden)
     finally:
-        os.close(root_fd)
+        # a file directly in the folder keeps the folder's descriptor as its directory
+        if not (isinstance(found, Opened) and found.dir_fd == root_fd):
+            os.close(root_fd)
+    return found
 
 
 class _SymlinkMet(Exception):
@@ -200,54 +204,56 @@ class _SymlinkMet(Exception):
 def _walk(
     root_fd: int, names: list[bytes], index: bytes, nofollow: int
 ) -> Opened | Redirect | None:
-    """Open ``names`` one at a time below ``root_fd`` (which the caller closes).
+    """Open ``names`` one at a time below ``root_fd``.
 
     ``names == []`` is the directory itself, asked without its slash; a last name ``b""`` asks
-    for the index. With ``nofollow`` set, a link raises :class:`_SymlinkMet`.
+    for the index. With ``nofollow`` set, a link raises :class:`_SymlinkMet`. ``root_fd`` stays
+    open (it is the caller's); it is the :attr:`Opened.dir_fd` of a file directly below it.
     """
-    dir_fd = os.dup(root_fd)
+    dir_fd = root_fd
     try:
         for name in names[:-1]:
             next_fd = _open_name(dir_fd, name, _O_DIR_WALK | nofollow)
-            os.close(dir_fd)
+            _release(dir_fd, root_fd)
             dir_fd = next_fd
         if not names:  # the folder itself, without its slash
-            redirect = bool(index) and _has_regular(dir_fd, index, nofollow)
-            os.close(dir_fd)
-            return REDIRECT if redirect else None
+            return REDIRECT if index and _has_regular(dir_fd, index, nofollow) else None
         last = names[-1]
         want_index = not last
         if want_index:
             if not index:
-                os.close(dir_fd)
                 return None  # no directory listing, ever
             last = index
         fd = _open_name(dir_fd, last, _O_FILE | nofollow)
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):
+                opened = Opened(fd, info, dir_fd, last)
+                dir_fd = -1  # handed over
+                return opened
+            redirect = (
+                stat.S_ISDIR(info.st_mode)
+                and not want_index
+                and bool(index)
+                and _has_regular(fd, index, nofollow)
+            )
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return REDIRECT if redirect else None
     except OSError as exc:
-        os.close(dir_fd)
         if exc.errno in NOT_FOUND_ERRORS:
             return None
         raise
-    except BaseException:
-        os.close(dir_fd)
-        raise
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISREG(info.st_mode):
-            return Opened(fd, info, dir_fd, last)
-        redirect = (
-            stat.S_ISDIR(info.st_mode)
-            and not want_index
-            and bool(index)
-            and _has_regular(fd, index, nofollow)
-        )
-    except BaseException:
+    finally:
+        if dir_fd >= 0:
+            _release(dir_fd, root_fd)
+
+
+def _release(fd: int, root_fd: int) -> None:
+    if fd != root_fd:
         os.close(fd)
-        os.close(dir_fd)
-        raise
-    os.close(fd)
-    os.close(dir_fd)
-    return REDIRECT if redirect else None
 
 
 def _open_name(dir_fd: int, name: bytes, flags: int) -> int:
