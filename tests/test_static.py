@@ -601,11 +601,20 @@ def test_match(tmp_path: Path) -> None:
     assert static.match(b"/static") == StaticMount(b"/static", str(tmp_path))
     assert static.match(b"/static/img/a.png") == StaticMount(b"/static/img", str(tmp_path / "i"))
     assert static.match(b"/staticfoo") is None
+    # the app would route a percent-encoded prefix here: it is the mount's (and a 404)
+    assert static.match(b"/st%61tic/hello.txt") == StaticMount(b"/static", str(tmp_path))
+    assert static.match(b"/static%2fhello.txt") == StaticMount(b"/static", str(tmp_path))
+    assert static.match(b"/st%61ticfoo") is None
     assert static.match(b"/stat") is None
     assert static.match(b"/") is None
     everything = StaticFiles(StaticOptions(mounts=(("/", str(tmp_path)),)))
     assert everything.match(b"/") == StaticMount(b"", str(tmp_path))
     assert everything.match(b"/any/thing") is not None
+
+
+def test_an_encoded_prefix_is_404_not_the_app(static: StaticFiles) -> None:
+    assert get(static, b"/st%61tic/hello.txt").status == 404
+    assert get(static, b"/static%2Fhello.txt").status == 404
 
 
 def test_a_mount_at_the_root(public: Path) -> None:
@@ -646,6 +655,8 @@ def test_parse_mount() -> None:
         {"symlinks": "sometimes"},
         {"precompressed": ("deflate",)},
         {"cache_control": "no-cache\r\nSet-Cookie: x"},
+        {"immutable_cache_control": "max-age=1\x00"},
+        {"cache_control": "max-age=\u00e9"},
         {"fingerprint": "("},
     ],
 )

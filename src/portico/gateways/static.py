@@ -60,6 +60,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
+from urllib.parse import unquote_to_bytes
 
 from portico.errors import ClientDisconnected
 from portico.gateways.static_fs import (
@@ -139,8 +140,8 @@ class StaticOptions:
                     f"precompressed coding {coding!r} is not one of {', '.join(_CODING_SUFFIXES)}"
                 )
         for value in (self.cache_control, self.immutable_cache_control):
-            if any(ch in value for ch in "\r\n\x00"):
-                raise ValueError("a Cache-Control setting cannot hold CR, LF or NUL")
+            if not all(" " <= ch <= "~" for ch in value):
+                raise ValueError("a Cache-Control setting must be printable ASCII")
         try:
             re.compile(self.fingerprint)
         except re.error as exc:
@@ -311,14 +312,15 @@ class StaticFiles:
                 raise ValueError(f"static folder {mount.root!r} of {shown!r} is not a directory")
 
     def match(self, raw_path: bytes) -> StaticMount | None:
-        """The mount a request path falls under, or None (the app serves it)."""
-        for mount in self.mounts:
-            prefix = mount.prefix
-            if raw_path.startswith(prefix) and (
-                len(raw_path) == len(prefix) or raw_path[len(prefix)] == 0x2F
-            ):
-                return mount
-        return None
+        """The mount a request path falls under, or None (the app serves it).
+
+        A path whose *decoded* form falls under a mount (``/st%61tic/x``) is the mount's too, as
+        the app's router would see it there: it gets a 404 from :meth:`serve`, never the app.
+        """
+        mount = _match(self.mounts, raw_path)
+        if mount is None and raw_path.find(b"%") >= 0:
+            mount = _match(self.mounts, unquote_to_bytes(raw_path))
+        return mount
 
     async def serve(self, stream: StaticStream, mount: StaticMount) -> int:
         """Answer the stream's request from ``mount``; returns the status sent (0 if none was,
@@ -347,7 +349,12 @@ class StaticFiles:
             return 405
         options = self.options
         raw_path = request.raw_path
-        names = url_segments(raw_path[len(mount.prefix) :], options.hidden)
+        prefix = mount.prefix
+        names = (
+            url_segments(raw_path[len(prefix) :], options.hidden)
+            if raw_path.startswith(prefix)
+            else None  # the prefix itself was percent-encoded
+        )
         if names is None:
             await _send_text(stream, 404, [])
             return 404
@@ -545,6 +552,14 @@ class StaticFiles:
                 self._validators.clear()
             self._validators[key] = known
         return _Representation(fd, info.st_size, known[0], known[1], known[2], coding)
+
+
+def _match(mounts: tuple[StaticMount, ...], path: bytes) -> StaticMount | None:
+    for mount in mounts:
+        prefix = mount.prefix
+        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == 0x2F):
+            return mount
+    return None
 
 
 def _validators(info: os.stat_result, coding: str | None) -> tuple[bytes, int, bytes]:
