@@ -26,9 +26,12 @@ Why never both, and why ``x-forwarded`` by default: a proxy vouches only for the
 nginx, Caddy, AWS ALB and most others write ``X-Forwarded-*`` and pass a client's ``Forwarded``
 through untouched, so preferring ``Forwarded`` when present lets any client choose its address and
 host behind them (Rack preferred it by default and deployments had to pin it back; see rack/rack
-#1423 and #1834). The reverse holds for a proxy that writes only ``Forwarded``. The safe rule is
-nginx's (``real_ip_header``) and hypercorn's (``mode``): the operator names the one family the
-proxy maintains, and the other is ignored.
+#1423 and #1834). The reverse holds for a proxy that writes only ``Forwarded``. What the others
+do: gunicorn, uvicorn and Werkzeug's ``ProxyFix`` read only ``X-Forwarded-*``; Django reads only
+the ``X-Forwarded-*`` fields its settings name, one opt-in each; nginx's ``real_ip`` module reads
+the one field ``real_ip_header`` names; hypercorn makes the operator pick a ``mode``. The safe
+rule is theirs: the operator names the one family the proxy maintains, the other is ignored, and
+the default is the family every common proxy writes.
 
 What a hop that is not an address means (RFC 7239 ``for=unknown``, an obfuscated ``for=_hidden``,
 ``X-Forwarded-For: unknown`` as Squid writes, or a malformed entry): the trusted proxy that wrote it
