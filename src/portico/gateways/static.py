@@ -82,7 +82,14 @@ from portico.protocols.conditional import (
 from portico.protocols.events import Headers, Request
 from portico.protocols.ranges import UNSATISFIABLE, content_range, select_range
 
-__all__ = ["DEFAULT_FINGERPRINT", "StaticFiles", "StaticMount", "StaticOptions", "StaticStream"]
+__all__ = [
+    "DEFAULT_FINGERPRINT",
+    "StaticFiles",
+    "StaticMount",
+    "StaticOptions",
+    "StaticStream",
+    "parse_mount",
+]
 
 log = logging.getLogger("portico.error")
 
