@@ -52,6 +52,12 @@ PUBLIC = {
         "select_range",
     },
     "portico.protocols.codings": {"choose_coding", "parse_accept_encoding"},
+    "portico.gateways.static_options": {
+        "CODING_SUFFIXES",
+        "DEFAULT_FINGERPRINT",
+        "StaticOptions",
+        "parse_mount",
+    },
     "portico.gateways.static": {
         "DEFAULT_FINGERPRINT",
         "StaticFiles",
