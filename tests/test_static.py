@@ -539,8 +539,12 @@ def test_fingerprinted_names_are_immutable(static: StaticFiles, public: Path) ->
         ("jquery.min.js", False),
         ("my.deadbeefcafe.js", False),  # no digit among the hex: words, not a hash
         ("app.3F2A9C81.js", False),
-        ("app.3f2a9c.js", False),  # too short to be a content hash
-        ("3f2a9c81.js", False),
+        ("app.3f2a9c.js", True),
+        ("app.3f2a9.js", False),  # too short to be a content hash
+        ("photo.20240115.jpg", False),  # a date: digits only
+        ("v.123456.js", False),
+        ("3f2a9c81.js", False),  # no separator before it
+        ("app.3f2a9c81.min.js", False),  # the hash must come right before the extension
     ],
 )
 def test_default_fingerprint_pattern(name: str, fingerprinted: bool) -> None:

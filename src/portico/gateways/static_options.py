@@ -15,12 +15,14 @@ from portico.gateways.static_fs import DENY, FOLLOW, INSIDE
 
 __all__ = ["CODING_SUFFIXES", "DEFAULT_FINGERPRINT", "StaticOptions", "parse_mount"]
 
-#: A fingerprinted file name: a dot or dash, then 8 or more hex digits with at least one digit
-#: among them, then the extension (``app.3f2a9c81.js``, ``main-0a1b2c3d4e.css``; webpack, Django's
-#: ManifestStaticFilesStorage, Rails, esbuild with ``[hash]`` in hex). Case-sensitive, so a word
-#: like ``facade`` cannot pass for a hash. Tools that hash in base32/base64 (Vite's default) need
-#: their own pattern.
-DEFAULT_FINGERPRINT: Final = r"[.-](?=[a-f]*[0-9])[0-9a-f]{8,}\.[A-Za-z0-9]+$"
+#: A fingerprinted file name: a dot or dash, then 6 or more lower-case hex digits with at least
+#: one digit and one letter among them, then the extension (``app.3f2a9c.js``,
+#: ``main-0a1b2c3d4e.css``: webpack, Django's ManifestStaticFilesStorage, Rails, esbuild with a hex
+#: ``[hash]``). A name it takes by mistake would be cached for a year, so it errs the other way:
+#: a word (``facade``) or a number (``photo.20240115.jpg``, a date) is not a hash; the few hex
+#: hashes without a letter (2% of 8-digit ones) just get the ordinary Cache-Control. Tools that
+#: hash in base32/base64 (Vite's default) need their own pattern.
+DEFAULT_FINGERPRINT: Final = r"[.-](?=[a-f]*[0-9])(?=[0-9]*[a-f])[0-9a-f]{6,}\.[A-Za-z0-9]+$"
 CODING_SUFFIXES: Final = {"br": b".br", "zstd": b".zst", "gzip": b".gz"}
 
 
