@@ -27,6 +27,14 @@ HOT_PATH = [
     "src/portico/runtime/tls_transport.py",
     "src/portico/protocols/websocket.py",
     "src/portico/runtime/ws_engine.py",
+    "src/portico/protocols/proxy_header.py",
+    "src/portico/protocols/forwarded.py",
+    "src/portico/protocols/forwarded_syntax.py",
+    "src/portico/protocols/conditional.py",
+    "src/portico/protocols/ranges.py",
+    "src/portico/protocols/codings.py",
+    "src/portico/gateways/static_fs.py",
+    "src/portico/gateways/static.py",
 ]
 
 

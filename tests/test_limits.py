@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from portico.config import Config
+from portico.gateways.static_options import StaticOptions
 from portico.protocols.http11 import H1Limits
 from portico.protocols.websocket import WSOptions
-from portico.runtime.limits import Limits, WSLimits, build_limits
+from portico.runtime.limits import Limits, ProxyTrust, WSLimits, build_limits
 
 # limit object field -> (setting, a value that is not its default)
 SOURCES: dict[str, tuple[str, Any]] = {
@@ -36,7 +37,21 @@ SOURCES: dict[str, tuple[str, Any]] = {
     "keepalive_timeout": ("keepalive_timeout", 11.0),
     "max_connections": ("max_connections", 55),
     "max_in_flight": ("max_in_flight", 66),
+    "proxies.headers": ("proxy_headers", False),
+    "proxies.allow_ips": ("forwarded_allow_ips", "10.0.0.0/8"),
+    "proxies.source": ("proxy_headers_source", "forwarded"),
+    "proxies.protocol": ("proxy_protocol", True),
+    "static.mounts": ("static", (("/s", "/srv"),)),
+    "static.index": ("static_index", "home.htm"),
+    "static.hidden": ("static_hidden", True),
+    "static.symlinks": ("static_symlinks", "deny"),
+    "static.precompressed": ("static_precompressed", ("gzip",)),
+    "static.cache_control": ("static_cache_control", "max-age=60"),
+    "static.immutable_cache_control": ("static_immutable_cache_control", "public"),
+    "static.fingerprint": ("static_fingerprint", "-[0-9]+"),
 }
+# settings whose value the limit object holds in another form
+SPELLED: dict[str, Any] = {"static": ("/s=/srv",)}
 
 
 def leaf_fields(cls: type, prefix: str = "") -> list[str]:
@@ -68,12 +83,14 @@ def test_every_limit_field_has_its_setting() -> None:
 @pytest.mark.parametrize("path", sorted(SOURCES))
 def test_each_limit_is_built_from_its_setting(path: str) -> None:
     setting, value = SOURCES[path]
-    assert getattr(Config(), setting) != value  # the test value is not the default
-    assert value_at(build_limits(Config(**{setting: value})), path) == value
-    assert value_at(build_limits(Config()), path) == getattr(Config(), setting)
+    given = SPELLED.get(setting, value)
+    assert getattr(Config(), setting) != given  # the test value is not the default
+    assert value_at(build_limits(Config(**{setting: given})), path) == value
+    if setting not in SPELLED:
+        assert value_at(build_limits(Config()), path) == getattr(Config(), setting)
 
 
-@pytest.mark.parametrize("cls", [H1Limits, WSOptions, WSLimits, Limits])
+@pytest.mark.parametrize("cls", [H1Limits, WSOptions, WSLimits, ProxyTrust, StaticOptions, Limits])
 def test_limit_objects_declare_no_defaults_of_their_own(cls: type) -> None:
     own = [
         field.name

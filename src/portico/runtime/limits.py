@@ -1,9 +1,11 @@
-"""Every bound the runtime and its protocols enforce, built from the settings in one place.
+"""Every bound and option the runtime, its protocols and gateways obey, built from the settings
+in one place.
 
-The defaults live in one place only, the settings table (``portico.config.settings``); the
-protocols' limit objects (``H1Limits``, ``WSOptions``) have no defaults of their own, and this
-module is the only code that maps settings onto them (``tests/test_limits.py`` pins that every
-field comes from its setting). A new protocol adds its limits here.
+The defaults live in one place only, the settings table (``portico.config.settings``); the option
+objects of the protocols and gateways (``H1Limits``, ``WSOptions``, ``StaticOptions``) have no
+defaults of their own, and this module is the only code that maps settings onto them
+(``tests/test_limits.py`` pins that every field comes from its setting). A new protocol adds its
+limits here.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portico.config import Config
+from portico.gateways.static_options import StaticOptions, parse_mount
 from portico.protocols.http11 import H1Limits
 from portico.protocols.websocket import WSOptions
 
-__all__ = ["Limits", "WSLimits", "build_limits"]
+__all__ = ["Limits", "ProxyTrust", "WSLimits", "build_limits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +32,22 @@ class WSLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyTrust:
+    """Which peers may say who the client is, and how (proxy headers, the PROXY protocol)."""
+
+    #: apply trusted proxies' headers at all
+    headers: bool
+    #: the trusted peers, in ``--forwarded-allow-ips`` syntax
+    allow_ips: str
+    #: ``x-forwarded`` or ``forwarded``
+    source: str
+    #: every connection starts with a PROXY protocol header
+    protocol: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
-    """What one worker's connections may hold and for how long."""
+    """What one worker's connections may hold and for how long, and how they are served."""
 
     h1: H1Limits
     websocket: WSLimits
@@ -38,6 +55,8 @@ class Limits:
     keepalive_timeout: float
     max_connections: int
     max_in_flight: int
+    proxies: ProxyTrust
+    static: StaticOptions
 
 
 def build_limits(config: Config) -> Limits:
@@ -65,4 +84,20 @@ def build_limits(config: Config) -> Limits:
         keepalive_timeout=config.keepalive_timeout,
         max_connections=config.max_connections,
         max_in_flight=config.max_in_flight,
+        proxies=ProxyTrust(
+            headers=config.proxy_headers,
+            allow_ips=config.forwarded_allow_ips,
+            source=config.proxy_headers_source,
+            protocol=config.proxy_protocol,
+        ),
+        static=StaticOptions(
+            mounts=tuple(parse_mount(mount) for mount in config.static),
+            index=config.static_index,
+            hidden=config.static_hidden,
+            symlinks=config.static_symlinks,
+            precompressed=config.static_precompressed,
+            cache_control=config.static_cache_control,
+            immutable_cache_control=config.static_immutable_cache_control,
+            fingerprint=config.static_fingerprint,
+        ),
     )

@@ -7,6 +7,8 @@ A connection's protocol is chosen once (the idea of hypercorn's ``ProtocolWrappe
    ``prefaces``: HTTP/2 prior knowledge plugs in there, RFC 9113 §3.3);
 2. under TLS, by ALPN once the handshake is done (``runtime.tls_transport``), from
    :attr:`Server.alpn` (``http/1.1`` now).
+
+With ``--proxy-protocol`` a PROXY header is read before either (``runtime.proxy_protocol``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from portico.runtime.context import WorkerContext
 from portico.runtime.http1 import H1Driver
+from portico.runtime.proxy_protocol import ProxyProtocolReader
 from portico.runtime.tls import ServerTLS
 from portico.runtime.tls_transport import TLSConnection
 
@@ -47,13 +50,20 @@ class Server:
 
     def _factory(self, listener: Listener) -> Callable[[], asyncio.Protocol]:
         ctx = self.ctx
+        factory: Callable[[], asyncio.Protocol]
         if listener.tls:
             tls = self.tls
             if tls is None:
                 raise ValueError("a TLS listener needs the server's TLS configuration")
             alpn = self.alpn
-            return lambda: TLSConnection(ctx, tls, alpn)
-        return lambda: H1Driver(ctx)
+            factory = lambda: TLSConnection(ctx, tls, alpn)  # noqa: E731
+        else:
+            factory = lambda: H1Driver(ctx)  # noqa: E731
+        if ctx.limits.proxies.protocol:
+            # the PROXY header comes first, before TLS too
+            inner = factory
+            return lambda: ProxyProtocolReader(ctx, inner)
+        return factory
 
     async def start(self, listeners: list[Listener]) -> None:
         loop = self.ctx.loop
