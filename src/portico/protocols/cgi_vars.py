@@ -42,7 +42,7 @@ FastCGI and ``SCRIPT_NAME``, ``SERVER_ADDR``, ``REMOTE_USER`` in uwsgi):
 ``SCRIPT_NAME``     ``Origin.script_name``; also ``Origin.root_path`` (the mount prefix) only
 ``PATH_INFO``       when ``PATH_INFO`` is sent too: that pair splits the path (RFC 3875 §4.1.13).
                     Alone, as ``fastcgi_params`` sends it, ``SCRIPT_NAME`` is the whole path.
-``REMOTE_USER``     ``Origin.remote_user`` (nginx ``auth_basic``)
+``REMOTE_USER``     ``Origin.remote_user`` (nginx ``auth_basic``); empty → ``None``
 =================== ======================================================================
 
 Any other variable (``DOCUMENT_ROOT``, ``GATEWAY_INTERFACE``, a config's own ``uwsgi_param``) is
@@ -414,7 +414,7 @@ class CGIVars:
                 root_path,
                 script_name,
                 path_info,
-                None if user is None else _text(user, "REMOTE_USER"),
+                _text(user, "REMOTE_USER") if user else None,  # nginx sends "" for nobody
                 self.extra,
             ),
         )
