@@ -76,3 +76,18 @@ def error_of(events: list[tuple[Any, ...]]) -> tuple[int, str] | None:
         return None
     _, _, status, detail = errors[0]
     return status, detail
+
+
+def whole_and_split(
+    make: Callable[[], Receiver], data: bytes, mode: str, seed: str, eof: bool = False
+) -> list[tuple[Any, ...]]:
+    """The events of ``data`` fed whole, after checking that ``mode`` gives the same ones."""
+    whole = feed(make, iter([data]), eof)
+    assert feed(make, pieces(data, mode, seed), eof) == whole
+    return whole
+
+
+def same_when_cut(
+    make: Callable[[], Receiver], data: bytes, cuts: Sequence[int], eof: bool = False
+) -> None:
+    assert feed(make, split_at(data, cuts), eof) == feed(make, iter([data]), eof)

@@ -163,6 +163,25 @@ def nginx_with(
         upstream.close()
 
 
+def request_head(path: bytes, extra: bytes = b"", method: bytes = b"GET") -> bytes:
+    """An HTTP/1.1 request head for nginx's server ``example.test``, closing after it."""
+    return b"%s %s HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n%s\r\n" % (
+        method,
+        path,
+        extra,
+    )
+
+
+def raw_reply(port: int, data: bytes, timeout: float = 20) -> bytes:
+    """Everything nginx answers to ``data`` until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        reply = bytearray()
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return bytes(reply)
+
+
 def http_request(
     port: int, head: bytes, body: Iterator[bytes] | bytes = b"", timeout: float = 20
 ) -> tuple[bytes, dict[bytes, bytes], bytes]:

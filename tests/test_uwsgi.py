@@ -18,8 +18,17 @@ from portico.errors import AppError
 from portico.protocols.cgi_vars import Origin
 from portico.protocols.events import Body, EndOfBody, Request, StreamError
 from portico.protocols.uwsgi import UwsgiConnection, UwsgiLimits
-from tests.gateway_feed import MODES, error_of, feed, pieces, split_at
-from tests.gateway_nginx import PARAMS_DIR, Nginx, Upstream, http_request, needs_nginx, nginx_with
+from tests.gateway_feed import MODES, error_of, same_when_cut, whole_and_split
+from tests.gateway_nginx import (
+    PARAMS_DIR,
+    Nginx,
+    Upstream,
+    http_request,
+    needs_nginx,
+    nginx_with,
+    raw_reply,
+    request_head,
+)
 
 # ------------------------------------------------------------------------- building packets
 
@@ -297,9 +306,7 @@ def test_corpus_is_broad() -> None:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_corpus(case: Case, mode: str) -> None:
-    whole = feed(case.make, iter([case.data]), case.eof)
-    check_case(case, whole)
-    assert feed(case.make, pieces(case.data, mode, case.name), case.eof) == whole
+    check_case(case, whole_and_split(case.make, case.data, mode, case.name, case.eof))
 
 
 @settings(max_examples=15, deadline=None)
@@ -307,8 +314,7 @@ def test_corpus(case: Case, mode: str) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_corpus_random_splits(case: Case, data: st.DataObject) -> None:
     cuts = data.draw(st.lists(st.integers(1, max(1, len(case.data) - 1)), max_size=12))
-    whole = feed(case.make, iter([case.data]), case.eof)
-    assert feed(case.make, split_at(case.data, cuts), case.eof) == whole
+    same_when_cut(case.make, case.data, cuts, case.eof)
 
 
 # ------------------------------------------------------------------------- input, one by one
@@ -577,31 +583,23 @@ def gateway(nginx_uwsgi: tuple[Nginx, Upstream]) -> Iterator[tuple[Nginx, Upstre
     assert "[alert]" not in server.log and "[crit]" not in server.log
 
 
-def get(path: bytes, extra: bytes = b"", method: bytes = b"GET") -> bytes:
-    return b"%s %s HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n%s\r\n" % (
-        method,
-        path,
-        extra,
-    )
-
-
 def hello(conn: UwsgiConnection, seen: Seen) -> Iterator[bytes]:
     yield from conn.response_start(200, [(b"content-type", b"text/plain")], b"hello")
 
 
 def assert_same_in_every_split(raw: bytes) -> None:
     """The bytes nginx really sent, as a corpus entry: the same events however they are cut."""
-    make = UwsgiConnection
-    whole = feed(make, iter([raw]))
     for mode in MODES:
-        assert feed(make, pieces(raw, mode, "nginx")) == whole
+        whole_and_split(UwsgiConnection, raw, mode, "nginx")
 
 
 @needs_nginx
 def test_nginx_get(gateway: tuple[Nginx, Upstream, list[Seen]]) -> None:
     server, upstream, seen = gateway
     upstream.handler = uwsgi_handler(seen, hello)
-    status, fields, body = http_request(server.port, get(b"/hello?x=1", b"User-Agent: t\r\n"))
+    status, fields, body = http_request(
+        server.port, request_head(b"/hello?x=1", b"User-Agent: t\r\n")
+    )
     assert status == b"HTTP/1.1 200 OK"
     assert (fields[b"content-type"], fields[b"content-length"], body) == (
         b"text/plain",
@@ -627,7 +625,7 @@ def test_nginx_sends_every_uwsgi_param_and_each_is_read_or_kept(
 ) -> None:
     server, upstream, seen = gateway
     upstream.handler = uwsgi_handler(seen, hello)
-    http_request(server.port, get(b"/"))
+    http_request(server.port, request_head(b"/"))
     upstream.check()
     names = {
         line.split()[1].encode()
@@ -661,7 +659,7 @@ def test_nginx_post_with_body(gateway: tuple[Nginx, Upstream, list[Seen]]) -> No
 
     upstream.handler = uwsgi_handler(seen, echo)
     payload = b"field=value&" * 100
-    head = get(
+    head = request_head(
         b"/submit",
         b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n" % len(payload),
         b"POST",
@@ -682,7 +680,7 @@ def test_nginx_post_with_body(gateway: tuple[Nginx, Upstream, list[Seen]]) -> No
 def test_nginx_percent_encoded_path_and_query(gateway: tuple[Nginx, Upstream, list[Seen]]) -> None:
     server, upstream, seen = gateway
     upstream.handler = uwsgi_handler(seen, hello)
-    status, _, _ = http_request(server.port, get(b"/a%20b/%2F%C3%A9/../c?q=%20x&y=%2F"))
+    status, _, _ = http_request(server.port, request_head(b"/a%20b/%2F%C3%A9/../c?q=%20x&y=%2F"))
     assert status == b"HTTP/1.1 200 OK"
     upstream.check()
     request = seen[0].request
@@ -706,7 +704,7 @@ def test_nginx_streamed_response_is_read_to_the_close(
 
     upstream.handler = uwsgi_handler(seen, stream)
     for path in (b"/stream/x", b"/buffered"):
-        status, fields, body = http_request(server.port, get(path))
+        status, fields, body = http_request(server.port, request_head(path))
         assert status == b"HTTP/1.1 200 OK"
         assert body == b"".join(pieces_out)
         assert b"content-length" not in fields  # nginx chunks it to its HTTP/1.1 client
@@ -724,7 +722,7 @@ def test_nginx_accepts_status_and_fields(gateway: tuple[Nginx, Upstream, list[Se
         yield from conn.response_body(b"apot", end=True)
 
     upstream.handler = uwsgi_handler(seen, teapot)
-    status, fields, body = http_request(server.port, get(b"/"))
+    status, fields, body = http_request(server.port, request_head(b"/"))
     assert status.startswith(b"HTTP/1.1 418")
     assert (fields[b"x-custom"], fields[b"set-cookie"], fields[b"content-length"]) == (
         b"yes",
@@ -744,14 +742,10 @@ def test_nginx_head_and_not_modified(gateway: tuple[Nginx, Upstream, list[Seen]]
         yield from conn.response_start(status, [(b"etag", b'"v1"')], b"would-be-body")
 
     upstream.handler = uwsgi_handler(seen, respond)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-        sock.sendall(get(b"/", method=b"HEAD"))
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
+    reply = raw_reply(server.port, request_head(b"/", method=b"HEAD"))
     assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"\r\n\r\n")
     assert b"Content-Length: 13" in reply
-    status, fields, body = http_request(server.port, get(b"/cached"))
+    status, fields, body = http_request(server.port, request_head(b"/cached"))
     assert (status, body, fields[b"etag"]) == (b"HTTP/1.1 304 Not Modified", b"", b'"v1"')
     assert seen[0].request.method == "HEAD"
 
@@ -764,7 +758,7 @@ def test_nginx_accepts_the_error_response(gateway: tuple[Nginx, Upstream, list[S
         yield conn.error_response(413, "request body larger than the limit")
 
     upstream.handler = uwsgi_handler(seen, refuse)
-    status, _, body = http_request(server.port, get(b"/"))
+    status, _, body = http_request(server.port, request_head(b"/"))
     assert status == b"HTTP/1.1 413 Request Entity Too Large"
     assert body == b"413 Request Entity Too Large\nrequest body larger than the limit\n"
 
@@ -783,7 +777,7 @@ def test_nginx_upload_20_mib_in_pieces(
     block = bytes(range(256)) * 256  # 64 KiB
     size = 20 * 1024 * 1024
     expected = hashlib.sha256(block * (size // len(block))).hexdigest().encode()
-    head = get(path, b"Content-Length: %d\r\n" % size, b"PUT")
+    head = request_head(path, b"Content-Length: %d\r\n" % size, b"PUT")
     status, _, body = http_request(server.port, head, (block for _ in range(size // len(block))))
     assert (status, body) == (b"HTTP/1.1 200 OK", expected)
     upstream.check()
