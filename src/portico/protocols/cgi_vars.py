@@ -95,44 +95,50 @@ class Origin(NamedTuple):
         return (self.server_addr or self.server_name, self.server_port)
 
 
-_REQUEST_METHOD: Final = b"REQUEST_METHOD"
-_REQUEST_URI: Final = b"REQUEST_URI"
-_DOCUMENT_URI: Final = b"DOCUMENT_URI"
-_QUERY_STRING: Final = b"QUERY_STRING"
-_SERVER_PROTOCOL: Final = b"SERVER_PROTOCOL"
-_CONTENT_TYPE: Final = b"CONTENT_TYPE"
-_CONTENT_LENGTH: Final = b"CONTENT_LENGTH"
-_HTTPS: Final = b"HTTPS"
-_REQUEST_SCHEME: Final = b"REQUEST_SCHEME"
-_REMOTE_ADDR: Final = b"REMOTE_ADDR"
-_REMOTE_PORT: Final = b"REMOTE_PORT"
-_SERVER_NAME: Final = b"SERVER_NAME"
-_SERVER_PORT: Final = b"SERVER_PORT"
-_SERVER_ADDR: Final = b"SERVER_ADDR"
-_SCRIPT_NAME: Final = b"SCRIPT_NAME"
-_PATH_INFO: Final = b"PATH_INFO"
-_REMOTE_USER: Final = b"REMOTE_USER"
-_KNOWN: Final = frozenset(
-    {
-        _REQUEST_METHOD,
-        _REQUEST_URI,
-        _DOCUMENT_URI,
-        _QUERY_STRING,
-        _SERVER_PROTOCOL,
-        _CONTENT_TYPE,
-        _CONTENT_LENGTH,
-        _HTTPS,
-        _REQUEST_SCHEME,
-        _REMOTE_ADDR,
-        _REMOTE_PORT,
-        _SERVER_NAME,
-        _SERVER_PORT,
-        _SERVER_ADDR,
-        _SCRIPT_NAME,
-        _PATH_INFO,
-        _REMOTE_USER,
-    }
+# The CGI variables read, each with its place in ``CGIVars.values``.
+_CGI_NAMES: Final = (
+    b"REQUEST_METHOD",
+    b"REQUEST_URI",
+    b"DOCUMENT_URI",
+    b"QUERY_STRING",
+    b"SERVER_PROTOCOL",
+    b"CONTENT_TYPE",
+    b"CONTENT_LENGTH",
+    b"HTTPS",
+    b"REQUEST_SCHEME",
+    b"REMOTE_ADDR",
+    b"REMOTE_PORT",
+    b"SERVER_NAME",
+    b"SERVER_PORT",
+    b"SERVER_ADDR",
+    b"SCRIPT_NAME",
+    b"PATH_INFO",
+    b"REMOTE_USER",
 )
+_REQUEST_METHOD: Final = 0
+_REQUEST_URI: Final = 1
+_DOCUMENT_URI: Final = 2
+_QUERY_STRING: Final = 3
+_SERVER_PROTOCOL: Final = 4
+_CONTENT_TYPE: Final = 5
+_CONTENT_LENGTH: Final = 6
+_HTTPS: Final = 7
+_REQUEST_SCHEME: Final = 8
+_REMOTE_ADDR: Final = 9
+_REMOTE_PORT: Final = 10
+_SERVER_NAME: Final = 11
+_SERVER_PORT: Final = 12
+_SERVER_ADDR: Final = 13
+_SCRIPT_NAME: Final = 14
+_PATH_INFO: Final = 15
+_REMOTE_USER: Final = 16
+_CGI_COUNT: Final = 17
+# What a variable name is, when it is not one of the above: a request header, one dropped, or
+# any other variable (kept in Origin.extra).
+_HEADER: Final = 17
+_DROPPED: Final = 18
+_EXTRA: Final = 19
+
 _VERSIONS: Final[dict[bytes, str]] = {
     b"HTTP/1.1": "1.1",
     b"HTTP/1.0": "1.0",
@@ -156,31 +162,67 @@ _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
 # of a huge digit string is slow).
 _MAX_LENGTH_DIGITS: Final = 18
 
-# Bounded caches, cleared when full: nginx sends the same header names, ports and addresses over
-# and over, so each is converted and checked once.
+# Bounded caches, cleared when full: nginx sends the same variable names, values, methods, ports
+# and addresses over and over, so each is classified, converted and checked once.
 _CACHE_LIMIT: Final = 4096
-#: ``HTTP_X_FOO`` → ``x-foo``; ``b""`` for the names that are dropped
-_header_names: Final[dict[bytes, bytes]] = {
-    b"HTTP_CONTENT_LENGTH": b"",
-    b"HTTP_CONTENT_TYPE": b"",
-    b"HTTP_TRANSFER_ENCODING": b"",
+_FIRST_KINDS: Final[dict[bytes, int]] = {
+    b"HTTP_CONTENT_LENGTH": _DROPPED,
+    b"HTTP_CONTENT_TYPE": _DROPPED,
+    b"HTTP_TRANSFER_ENCODING": _DROPPED,
+    **{name: index for index, name in enumerate(_CGI_NAMES)},
 }
-_DROPPED: Final = dict(_header_names)
+_kinds: Final[dict[bytes, int]] = dict(_FIRST_KINDS)
+#: ``HTTP_X_FOO`` → ``x-foo``
+_header_names: Final[dict[bytes, bytes]] = {}
+#: values found free of CR, LF and NUL (header values repeat: Accept, User-Agent, Host)
+_clean_values: Final[set[bytes]] = set()
+_methods: Final[dict[bytes, str]] = {}
 _addresses: Final[dict[bytes, str]] = {}
 _ports: Final[dict[bytes, int]] = {}
 _hosts: Final[set[bytes]] = set()
+_texts: Final[dict[bytes, str]] = {}
 _new_tuple: Final = tuple.__new__
 
 
-def _header_name(key: bytes) -> bytes:
-    name = key[5:].lower().replace(b"_", b"-")
-    if not is_token(name):
-        raise BadRequest("a header variable name is not a valid field name")
-    if len(_header_names) >= _CACHE_LIMIT:
-        _header_names.clear()
-        _header_names.update(_DROPPED)
-    _header_names[key] = name
-    return name
+def _kind(key: bytes) -> int:
+    """What the variable ``key`` is (see ``_kinds``), worked out the first time it is seen."""
+    if key.startswith(b"HTTP_"):
+        name = key[5:].lower().replace(b"_", b"-")
+        if not is_token(name):
+            raise BadRequest("a header variable name is not a valid field name")
+        if len(_header_names) >= _CACHE_LIMIT:
+            _header_names.clear()
+        _header_names[key] = name
+        kind = _HEADER
+    elif key:
+        kind = _EXTRA
+    else:
+        raise BadRequest("a request variable has an empty name")
+    if len(_kinds) >= _CACHE_LIMIT:
+        _kinds.clear()
+        _kinds.update(_FIRST_KINDS)
+    _kinds[key] = kind
+    return kind
+
+
+def _check_value(value: bytes) -> None:
+    if value not in _clean_values:
+        if _forbidden_in_value(value):
+            raise BadRequest("a request variable has a CR, LF or NUL in its value")
+        if len(_clean_values) >= _CACHE_LIMIT:
+            _clean_values.clear()
+        _clean_values.add(value)
+
+
+def _method(value: bytes) -> str:
+    method = _methods.get(value)
+    if method is None:
+        if not is_token(value):
+            raise BadRequest("REQUEST_METHOD is not a token")
+        method = value.decode("ascii")
+        if len(_methods) < 64:  # methods are few; a flood of odd ones is not remembered
+            _methods[value] = method
+    return method
 
 
 def _address(value: bytes, what: str) -> str:
@@ -218,10 +260,16 @@ def _check_host(value: bytes, what: str) -> None:
 
 
 def _text(value: bytes, what: str) -> str:
-    if _forbidden_in_value(value):
-        raise BadRequest(f"{what} has a CR, LF or NUL")
-    # PEP 3333 §"Unicode issues": bytes carried in a str as latin-1, as for PATH_INFO
-    return value.decode("latin-1")
+    text = _texts.get(value)
+    if text is None:
+        if _forbidden_in_value(value):
+            raise BadRequest(f"{what} has a CR, LF or NUL")
+        # PEP 3333 §"Unicode issues": bytes carried in a str as latin-1, as for PATH_INFO
+        text = value.decode("latin-1")
+        if len(_texts) >= _CACHE_LIMIT:
+            _texts.clear()
+        _texts[value] = text
+    return text
 
 
 class CGIVars:
@@ -234,7 +282,8 @@ class CGIVars:
 
     def __init__(self) -> None:
         self.headers: Headers = []
-        self.known: dict[bytes, bytes] = {}
+        #: the CGI variables read, by their place in _CGI_NAMES (None: not sent)
+        self.values: list[bytes | None] = [None] * _CGI_COUNT
         self.extra: list[tuple[bytes, bytes]] = []
         #: the body length from CONTENT_LENGTH, ``None`` when it is empty or absent
         self.content_length: int | None = None
@@ -247,64 +296,69 @@ class CGIVars:
 
     def add(self, key: bytes, value: bytes) -> None:
         """One variable, in the order received."""
-        if key.startswith(b"HTTP_"):
-            name = _header_names.get(key)
-            if name is None:
-                name = _header_name(key)
-            if name:
-                if _forbidden_in_value(value):
-                    raise BadRequest("a header variable has a CR, LF or NUL in its value")
-                if name == b"host":
-                    if self.host is not None:
-                        raise BadRequest("a request must have at most one Host header")
-                    _check_host(value, "HTTP_HOST")
-                    self.host = value
-                self.headers.append((name, value))
-        elif key in _KNOWN:
-            # setdefault returns the value already there: a repeat that disagrees is ambiguous
-            if self.known.setdefault(key, value) != value:
+        kind = _kinds.get(key, -1)
+        if kind < 0:
+            kind = _kind(key)
+        if kind < _CGI_COUNT:
+            values = self.values
+            seen = values[kind]
+            if seen is None:
+                values[kind] = value
+            elif seen != value:  # a repeat that disagrees is ambiguous
                 raise BadRequest("a request variable is repeated with another value")
-        elif key:
-            if _forbidden_in_value(value):
-                raise BadRequest("a request variable has a CR, LF or NUL in its value")
+        elif kind == _HEADER:
+            _check_value(value)
+            name = _header_names.get(key)
+            if name is None:  # the cache was cleared between the two lookups
+                _kind(key)
+                name = _header_names[key]
+            if name == b"host":
+                if self.host is not None:
+                    raise BadRequest("a request must have at most one Host header")
+                _check_host(value, "HTTP_HOST")
+                self.host = value
+            self.headers.append((name, value))
+        elif kind == _EXTRA:
+            _check_value(value)
             self.extra.append((key, value))
-        else:
-            raise BadRequest("a request variable has an empty name")
 
     def finish(self, max_body_size: int) -> None:
         """Check the variables and work out the request; ``max_body_size`` 0 means unlimited."""
-        known = self.known
-        method = known.get(_REQUEST_METHOD)
-        if method is None or not is_token(method):
-            raise BadRequest("REQUEST_METHOD is missing or not a token")
-        self.method = method.decode("ascii")
-        version = _VERSIONS.get(known.get(_SERVER_PROTOCOL, b"?"))
+        values = self.values
+        method = values[_REQUEST_METHOD]
+        if method is None:
+            raise BadRequest("REQUEST_METHOD is missing")
+        self.method = _method(method)
+        protocol = values[_SERVER_PROTOCOL]
+        if protocol is None:
+            raise BadRequest("SERVER_PROTOCOL is missing")
+        version = _VERSIONS.get(protocol)
         if version is None:
-            if _SERVER_PROTOCOL not in known:
-                raise BadRequest("SERVER_PROTOCOL is missing")
             raise VersionNotSupported("SERVER_PROTOCOL names an unsupported HTTP version")
         self.http_version = version
-        uri = known.get(_REQUEST_URI)
+        uri = values[_REQUEST_URI]
         if uri is not None:
             self._split_target(uri)
         else:
             self._rebuild_target()
         self._scheme()
-        extra: Headers = []
-        content_type = known.get(_CONTENT_TYPE)
-        if content_type:
-            if _forbidden_in_value(content_type):
-                raise BadRequest("CONTENT_TYPE has a CR, LF or NUL")
-            extra.append((b"content-type", content_type))
-        length = known.get(_CONTENT_LENGTH)
-        if length:
-            if not length.isdigit():
-                raise BadRequest("CONTENT_LENGTH is not a number")
-            if len(length) > _MAX_LENGTH_DIGITS or (max_body_size and int(length) > max_body_size):
-                raise ContentTooLarge("request body larger than the limit")
-            self.content_length = int(length)
-            extra.append((b"content-length", length))
-        if extra:
+        content_type = values[_CONTENT_TYPE]
+        length = values[_CONTENT_LENGTH]
+        if content_type or length:
+            extra: Headers = []
+            if content_type:
+                if _forbidden_in_value(content_type):
+                    raise BadRequest("CONTENT_TYPE has a CR, LF or NUL")
+                extra.append((b"content-type", content_type))
+            if length:
+                if not length.isdigit():
+                    raise BadRequest("CONTENT_LENGTH is not a number")
+                if len(length) > _MAX_LENGTH_DIGITS or (
+                    max_body_size and int(length) > max_body_size
+                ):
+                    raise ContentTooLarge("request body larger than the limit")
+                self.content_length = int(length)
+                extra.append((b"content-length", length))
             self.headers[:0] = extra
 
     def _split_target(self, uri: bytes) -> None:
@@ -322,36 +376,36 @@ class CGIVars:
             self.query_string = uri[query_at + 1 :]
 
     def _rebuild_target(self) -> None:
-        known = self.known
-        path = known.get(_DOCUMENT_URI)
+        values = self.values
+        path = values[_DOCUMENT_URI]
         if path is None:
-            path = known.get(_SCRIPT_NAME, b"") + known.get(_PATH_INFO, b"")
+            path = (values[_SCRIPT_NAME] or b"") + (values[_PATH_INFO] or b"")
         if path[:1] != b"/":
             raise BadRequest("no REQUEST_URI, DOCUMENT_URI or PATH_INFO gives the path")
         if _forbidden_in_value(path):
             raise BadRequest("the request path has a CR, LF or NUL")
         self.raw_path = quote_from_bytes(path, _PATH_SAFE).encode("ascii")
-        query = known.get(_QUERY_STRING, b"")
+        query = values[_QUERY_STRING] or b""
         if _bad_in_target(query):
             raise BadRequest("QUERY_STRING has whitespace or control characters")
         self.query_string = query
 
     def _scheme(self) -> None:
-        known = self.known
-        https = known.get(_HTTPS)
-        request_scheme = known.get(_REQUEST_SCHEME)
+        values = self.values
+        https = values[_HTTPS]
+        request_scheme = values[_REQUEST_SCHEME]
         scheme = "http"
         if https is not None:
-            found = _HTTPS_VALUES.get(https.lower())
+            found = _HTTPS_VALUES.get(https) or _HTTPS_VALUES.get(https.lower())
             if found is None:
                 raise BadRequest("HTTPS is neither on nor off")
             scheme = found
         if request_scheme is not None:
-            named = _SCHEMES.get(request_scheme.lower())
+            named = _SCHEMES.get(request_scheme) or _SCHEMES.get(request_scheme.lower())
             if named is None:
                 raise BadRequest("REQUEST_SCHEME is neither http nor https")
-            # nginx sends HTTPS only when on, so http there means "not said"
-            if https is not None and named != scheme and https:
+            # nginx sends HTTPS only when on, so an empty one means "not said"
+            if https and named != scheme:
                 raise BadRequest("HTTPS and REQUEST_SCHEME disagree")
             scheme = named
         self.scheme = scheme
@@ -375,24 +429,24 @@ class CGIVars:
         )
 
     def origin(self, stream_id: int) -> Origin:
-        known = self.known
+        values = self.values
         client: tuple[str, int] | None = None
-        remote = known.get(_REMOTE_ADDR)
+        remote = values[_REMOTE_ADDR]
         if remote and remote != b"unix:":
-            port = known.get(_REMOTE_PORT)
+            port = values[_REMOTE_PORT]
             client = (_address(remote, "REMOTE_ADDR"), _port(port, "REMOTE_PORT") if port else 0)
-        name = known.get(_SERVER_NAME, b"")
+        name = values[_SERVER_NAME] or b""
         if name:
             _check_host(name, "SERVER_NAME")
-        port_value = known.get(_SERVER_PORT)
+        port_value = values[_SERVER_PORT]
         server_port = _port(port_value, "SERVER_PORT") if port_value else None
-        addr = known.get(_SERVER_ADDR)
+        addr = values[_SERVER_ADDR]
         server_addr: str | None = None
         if addr:
             server_addr = "unix:" if addr == b"unix:" else _address(addr, "SERVER_ADDR")
-        script = known.get(_SCRIPT_NAME)
+        script = values[_SCRIPT_NAME]
         script_name = None if script is None else _text(script, "SCRIPT_NAME")
-        path = known.get(_PATH_INFO)
+        path = values[_PATH_INFO]
         path_info = None if path is None else _text(path, "PATH_INFO")
         if path_info and path_info[0] != "/":
             raise BadRequest("PATH_INFO does not start with /")
@@ -401,14 +455,14 @@ class CGIVars:
             if script_name[0] != "/":
                 raise BadRequest("SCRIPT_NAME does not start with /")
             root_path = script_name.rstrip("/")
-        user = known.get(_REMOTE_USER)
+        user = values[_REMOTE_USER]
         return _new_tuple(
             Origin,
             (
                 stream_id,
                 client,
                 self.scheme,
-                name.decode("latin-1"),
+                _text(name, "SERVER_NAME"),
                 server_port,
                 server_addr,
                 root_path,

@@ -58,6 +58,9 @@ class UwsgiLimits:
 
 UwsgiEvent = Origin | Request | Body | EndOfBody | StreamError
 
+# built once: creating a frozen dataclass per connection costs more than parsing a variable
+_DEFAULT_LIMITS: Final = UwsgiLimits()
+
 _STREAM: Final = 1  # one request per connection
 _HEAD: Final = 0  # reading the packet header and the vars block
 _BODY: Final = 1
@@ -76,12 +79,12 @@ class UwsgiConnection:
     """
 
     def __init__(self, limits: UwsgiLimits | None = None) -> None:
-        self.limits = limits = limits or UwsgiLimits()
+        self.limits = limits = limits or _DEFAULT_LIMITS
         self._max_vars_size = limits.max_vars_size
         self._max_var_count = limits.max_var_count
         self._max_body_size = limits.max_body_size
         self._state = _HEAD
-        self._pending = bytearray()  # a head that came in pieces
+        self._pending: bytearray | None = None  # a head that came in pieces
         self._need = 4  # bytes the head needs before it can be parsed further
         self._remaining = 0  # body bytes still to come
         self._response: CGIResponse | None = None
@@ -96,10 +99,10 @@ class UwsgiConnection:
             self._body(data, 0, events)
         elif state == _HEAD:
             pending = self._pending
-            if pending:
+            if pending is not None:
                 pending += data
                 if len(pending) >= self._need:
-                    self._pending = bytearray()
+                    self._pending = None
                     self._head(bytes(pending), events)
             else:
                 self._head(data, events)
@@ -123,7 +126,7 @@ class UwsgiConnection:
     def _head(self, buf: bytes, events: list[UwsgiEvent]) -> None:
         size = len(buf)
         if size < 4:
-            self._pending += buf
+            self._pending = bytearray(buf)
             return
         if buf[0] != 0 or buf[3] != 0:
             self._fail(events, 400, "unsupported uwsgi packet modifiers")
@@ -134,7 +137,7 @@ class UwsgiConnection:
             return
         end = 4 + vars_size
         if size < end:
-            self._pending += buf
+            self._pending = bytearray(buf)
             self._need = end
             return
         try:
