@@ -60,6 +60,7 @@ from portico.protocols.fastcgi_records import (
     STDOUT,
     UNKNOWN_ROLE,
     VERSION,
+    Chunks,
     end_request,
     get_values_result,
     read_params,
@@ -111,6 +112,9 @@ class Reply(NamedTuple):
 
 
 FastCGIEvent = Origin | Request | Body | EndOfBody | StreamError | Aborted | Reply
+
+# built once: creating a frozen dataclass per connection costs more than parsing a record
+_DEFAULT_LIMITS: Final = FastCGILimits()
 
 # The request's state: which records may come next. A (state, type) pair missing from
 # _TRANSITIONS is a record out of order, and ends the connection.
@@ -165,7 +169,7 @@ class FastCGIConnection:
     """
 
     def __init__(self, limits: FastCGILimits | None = None) -> None:
-        self.limits = limits = limits or FastCGILimits()
+        self.limits = limits = limits or _DEFAULT_LIMITS
         self._max_params_size = limits.max_params_size
         self._max_param_count = limits.max_param_count
         self._max_body_size = limits.max_body_size
@@ -474,7 +478,7 @@ class FastCGIConnection:
         end: bool = True,
         date: bytes = b"",
         server: bytes = b"",
-    ) -> list[bytes]:
+    ) -> Chunks:
         """Serialize the response head (and, if given, the first body piece) as FCGI_STDOUT.
 
         ``date`` and ``server`` are values for the ``Date`` and ``Server`` fields, added when the
@@ -491,7 +495,7 @@ class FastCGIConnection:
             return self._stdout([head, body], end)
         return self._stdout([content], end)
 
-    def response_body(self, data: bytes, *, end: bool = False) -> list[bytes]:
+    def response_body(self, data: bytes, *, end: bool = False) -> Chunks:
         """Serialize a piece of the body of the current response as FCGI_STDOUT records."""
         response = self._current()
         response.body(data, end)
@@ -499,11 +503,11 @@ class FastCGIConnection:
             return self._stdout([], end) if end else []
         return self._stdout([data], end)
 
-    def response_end(self, trailers: Headers | None = None) -> list[bytes]:
+    def response_end(self, trailers: Headers | None = None) -> Chunks:
         """End the response. ``trailers`` are dropped: FastCGI (and nginx) carry none."""
         return self.response_body(b"", end=True)
 
-    def _stdout(self, pieces: list[bytes], end: bool) -> list[bytes]:
+    def _stdout(self, pieces: list[bytes], end: bool) -> Chunks:
         out = stdout_records(self._request_id, pieces, end)
         if end:
             self._finish()
@@ -522,7 +526,7 @@ class FastCGIConnection:
         self._request_id = 0
         self._active_stream = 0
 
-    def abort_response(self) -> list[bytes]:
+    def abort_response(self) -> Chunks:
         """After :class:`Aborted`: end the request (§5.4 wants an FCGI_END_REQUEST)."""
         response = self._response
         if response is None or response.done or not self._aborted:

@@ -32,8 +32,9 @@ UNKNOWN_ROLE: Final = 3
 MAX_CONTENT: Final = 65535
 
 # version, type, requestId, contentLength, paddingLength, reserved. Records are not padded: the
-# spec only recommends 8-byte alignment (§3.3), nginx reads any padding, and padding would add a
-# buffer to every large write (bench/gwproto.py measures both).
+# spec only recommends 8-byte alignment (§3.3), nginx reads any padding, and padding costs: in
+# bench/gwproto.py (both pure Python) a small response takes 2.1 us padded against 1.1 us, and
+# 10 x 100 KB 51 buffers against 41 (the padding of a large piece is one more buffer).
 _header: Final = struct.Struct(">BBHHBx").pack
 _end_request_body: Final = struct.Struct(">IB3x").pack
 _status_fields: Final[dict[int, bytes]] = {}
@@ -67,22 +68,35 @@ def unknown_type(record_type: int) -> bytes:
     return _header(VERSION, UNKNOWN_TYPE, 0, 8, 0) + bytes((record_type, 0, 0, 0, 0, 0, 0, 0))
 
 
-def stdout_records(request_id: int, pieces: list[bytes], end: bool) -> list[bytes]:
-    """§5.3: the pieces as FCGI_STDOUT records (at most 65535 bytes of content each), a small one
-    in the same buffer as its header; with ``end``, the stream's end and FCGI_END_REQUEST."""
-    out: list[bytes] = []
+#: what the FastCGI serializer returns: a large body is cut into 64 KiB records without a copy
+Chunks = list[bytes | memoryview]
+
+
+def stdout_records(request_id: int, pieces: list[bytes], end: bool) -> Chunks:
+    """§5.3: the pieces as FCGI_STDOUT records (at most 65535 bytes of content each); with
+    ``end``, the stream's end and FCGI_END_REQUEST.
+
+    A small piece shares a buffer with its header (one write); a large one is handed on, and
+    one over 65535 bytes is cut into memoryview slices: copying the slices would cost about
+    0.4 ms per MiB, the views 4 us (bench/gwproto.py).
+    """
+    out: Chunks = []
     for data in pieces:
         size = len(data)
         if size <= COALESCE_LIMIT:
             out.append(_header(VERSION, STDOUT, request_id, size, 0) + data)
-            continue
-        for start in range(0, size, MAX_CONTENT):
-            piece = data[start : start + MAX_CONTENT] if size > MAX_CONTENT else data
-            out += (_header(VERSION, STDOUT, request_id, len(piece), 0), piece)
+        elif size <= MAX_CONTENT:
+            out += (_header(VERSION, STDOUT, request_id, size, 0), data)
+        else:
+            view = memoryview(data)
+            for start in range(0, size, MAX_CONTENT):
+                piece = view[start : start + MAX_CONTENT]
+                out += (_header(VERSION, STDOUT, request_id, len(piece), 0), piece)
     if end:
         tail = stdout_end(request_id)
-        if out and len(out[-1]) <= COALESCE_LIMIT:
-            out[-1] += tail  # one buffer: one write for a small response
+        last = out[-1] if out else None
+        if type(last) is bytes and len(last) <= COALESCE_LIMIT:
+            out[-1] = last + tail  # one buffer: one write for a small response
         else:
             out.append(tail)
     return out
