@@ -25,6 +25,11 @@ HOT_PATH = [
     "src/portico/runtime/server.py",
     "src/portico/protocols/websocket.py",
     "src/portico/runtime/websocket.py",
+    "src/portico/protocols/cgi_vars.py",
+    "src/portico/protocols/cgi_response.py",
+    "src/portico/protocols/uwsgi.py",
+    "src/portico/protocols/fastcgi_records.py",
+    "src/portico/protocols/fastcgi.py",
 ]
 
 
