@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -25,6 +26,16 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PARAMS_DIR = Path("/etc/nginx")
 
 Handler = Callable[[socket.socket], None]
+
+
+class Abandon(Exception):
+    """Raised by an upstream's respond(): it resets the connection (SO_LINGER 0), as a driver
+    does after an app failed mid-response."""
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with a reset rather than a FIN: the peer sees an error, not an end."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def have_nginx() -> bool:

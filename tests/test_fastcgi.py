@@ -26,6 +26,7 @@ from portico.protocols.fastcgi import Aborted, FastCGIConnection, FastCGILimits,
 from tests.gateway_feed import MODES, error_of, same_when_cut, whole_and_split
 from tests.gateway_nginx import (
     PARAMS_DIR,
+    Abandon,
     Nginx,
     Upstream,
     http_request,
@@ -33,6 +34,7 @@ from tests.gateway_nginx import (
     nginx_with,
     raw_reply,
     request_head,
+    reset,
 )
 
 BEGIN, ABORT, END, PARAMS, STDIN, STDOUT, STDERR, DATA, GET_VALUES, VALUES_RESULT, UNKNOWN = range(
@@ -678,7 +680,7 @@ class Seen:
         return self.events[1]
 
 
-Respond = Callable[[FastCGIConnection, Seen], Iterator[bytes]]
+Respond = Callable[[FastCGIConnection, Seen], Iterator[bytes | memoryview]]
 
 
 @dataclass
@@ -748,8 +750,12 @@ class Side:
                     )
             assert self.respond is not None
             self.seen.append(seen)
-            for chunk in self.respond(conn, seen):
-                sock.sendall(chunk)
+            try:
+                for chunk in self.respond(conn, seen):
+                    sock.sendall(chunk)
+            except Abandon:
+                reset(sock)
+                return
             seen.keep_alive = conn.keep_alive  # read it after settle()
             if not conn.keep_alive:
                 return
@@ -978,3 +984,23 @@ def test_nginx_upload_20_mib_in_pieces(
     assert seen.request.has_body
     if chunked:
         assert not any(name == b"content-length" for name, _ in seen.request.headers)
+
+
+@needs_nginx
+@pytest.mark.parametrize("path", [b"/keep", b"/close/x"])
+def test_nginx_an_abandoned_response_ends_incomplete(
+    gateway: tuple[Nginx, Side], path: bytes
+) -> None:
+    # What the driver must do when an app fails mid-response: end the connection without
+    # FCGI_END_REQUEST, by a reset. With fastcgi_keep_conn on, nginx would see a plain close
+    # as premature too; without it, it would take the close for the end of the body.
+    server, side = gateway
+
+    def abandon(conn: FastCGIConnection, seen: Seen) -> Iterator[bytes]:
+        yield from conn.response_start(200, [], b"partial", end=False)
+        raise Abandon
+
+    side.respond = abandon
+    reply = raw_reply(server.port, request_head(path))
+    assert reply.startswith(b"HTTP/1.1 200 OK") and not reply.endswith(b"0\r\n\r\n")
+    side.settle()

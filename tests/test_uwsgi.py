@@ -21,6 +21,7 @@ from portico.protocols.uwsgi import UwsgiConnection, UwsgiLimits
 from tests.gateway_feed import MODES, error_of, same_when_cut, whole_and_split
 from tests.gateway_nginx import (
     PARAMS_DIR,
+    Abandon,
     Nginx,
     Upstream,
     http_request,
@@ -28,6 +29,7 @@ from tests.gateway_nginx import (
     nginx_with,
     raw_reply,
     request_head,
+    reset,
 )
 
 # ------------------------------------------------------------------------- building packets
@@ -549,8 +551,11 @@ def uwsgi_handler(seen: list[Seen], respond: Respond) -> Callable[[socket.socket
                     isinstance(event, Request) and not event.has_body
                 )
             assert data or complete, "nginx closed before the request was complete"
-        for chunk in respond(conn, record):
-            sock.sendall(chunk)
+        try:
+            for chunk in respond(conn, record):
+                sock.sendall(chunk)
+        except Abandon:
+            reset(sock)
 
     return handle
 
@@ -783,3 +788,25 @@ def test_nginx_upload_20_mib_in_pieces(
     upstream.check()
     assert seen[0].body_size == size
     assert seen[0].body_pieces > 20  # streamed: never one buffer
+
+
+@needs_nginx
+def test_nginx_only_a_reset_marks_an_abandoned_body_incomplete(
+    gateway: tuple[Nginx, Upstream, list[Seen]],
+) -> None:
+    # What the driver must do when an app fails after a body without Content-Length started:
+    # nginx takes a plain close for the end of the body; a reset makes it end the client's
+    # response without its last chunk, so the client can tell.
+    server, upstream, seen = gateway
+    for abandon in (False, True):
+
+        def partial(conn: UwsgiConnection, seen: Seen, abandon: bool = abandon) -> Iterator[bytes]:
+            yield from conn.response_start(200, [], b"partial", end=False)
+            if abandon:
+                raise Abandon
+
+        upstream.handler = uwsgi_handler(seen, partial)
+        reply = raw_reply(server.port, request_head(b"/"))
+        assert reply.startswith(b"HTTP/1.1 200 OK")
+        assert reply.endswith(b"0\r\n\r\n") is not abandon
+    assert "Connection reset by peer" in server.log

@@ -34,6 +34,10 @@ head, passes a chunked body through undecoded, and keeps the connection only whe
 next request. Records are not padded: the spec only recommends 8-byte alignment (§3.3), nginx
 parses any padding byte by byte, and padding would add a buffer to every large write.
 
+When an app fails after its response started, the driver ends the connection by a reset, without
+``FCGI_END_REQUEST``: nginx then ends the client's response incomplete (without
+``fastcgi_keep_conn`` it would take a plain close for the end of the body).
+
 Any protocol error returns a ``StreamError`` (never raises); the connection ends after it.
 """
 

@@ -25,7 +25,8 @@ So the framing is: the app's Content-Length, or one added when the whole body co
 else the body is close-delimited. nginx never reuses a uwsgi connection, so a streamed body costs
 nothing in connection reuse; the connection always closes after the response (``keep_alive`` is
 always ``False``). A body without Content-Length that the app abandons midway cannot be told from a
-complete one by nginx: the driver should reset such a connection (SO_LINGER 0) rather than close it.
+complete one by nginx after a plain close: the driver resets such a connection (SO_LINGER 0), and
+nginx then ends the client's response incomplete (``tests/test_uwsgi.py`` checks both).
 """
 
 from __future__ import annotations
