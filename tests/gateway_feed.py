@@ -7,6 +7,7 @@ events however the bytes are cut, so each case is fed in every mode and the resu
 from __future__ import annotations
 
 import random
+import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -91,3 +92,25 @@ def same_when_cut(
     make: Callable[[], Receiver], data: bytes, cuts: Sequence[int], eof: bool = False
 ) -> None:
     assert feed(make, split_at(data, cuts), eof) == feed(make, iter([data]), eof)
+
+
+def check_mutation(
+    make: Callable[[], Receiver], data: bytes, cuts: Sequence[int], eof: bool = True
+) -> None:
+    """Whatever the bytes, ``receive_data`` returns (never raises), the events do not depend on
+    how the bytes are cut, and nothing follows a StreamError."""
+    events = feed(make, iter([data]), eof)
+    assert feed(make, split_at(data, cuts), eof) == events
+    kinds = [e[0] for e in events]
+    if StreamError.__name__ in kinds:
+        assert kinds.index(StreamError.__name__) == len(kinds) - 1, kinds
+
+
+def peak_memory_while(run: Callable[[], None]) -> int:
+    """The peak of Python allocations (bytes) while ``run`` runs."""
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -23,7 +23,14 @@ from portico.errors import AppError
 from portico.protocols.cgi_vars import Origin
 from portico.protocols.events import Body, EndOfBody, Request, StreamError
 from portico.protocols.fastcgi import Aborted, FastCGIConnection, FastCGILimits, Reply
-from tests.gateway_feed import MODES, error_of, same_when_cut, whole_and_split
+from tests.gateway_feed import (
+    MODES,
+    check_mutation,
+    error_of,
+    peak_memory_while,
+    same_when_cut,
+    whole_and_split,
+)
 from tests.gateway_nginx import (
     PARAMS_DIR,
     Abandon,
@@ -1004,3 +1011,40 @@ def test_nginx_an_abandoned_response_ends_incomplete(
     reply = raw_reply(server.port, request_head(path))
     assert reply.startswith(b"HTTP/1.1 200 OK") and not reply.endswith(b"0\r\n\r\n")
     side.settle()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.sampled_from(VALID),
+    edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(1, 1 << 20), max_size=8),
+)
+def test_mutated_records_never_raise(
+    case: Case, edits: list[tuple[int, int]], cuts: list[int]
+) -> None:
+    if not case.data:
+        return
+    data = bytearray(case.data[:4000])
+    for at, byte in edits:
+        data[at % len(data)] = byte
+    check_mutation(FastCGIConnection, bytes(data), [c % len(data) for c in cuts])
+
+
+@pytest.mark.parametrize("length", [True, False])
+def test_a_large_body_is_never_held(length: bool) -> None:
+    piece = record(STDIN, b"b" * 65528)
+    count = 20 * 16
+
+    def upload() -> None:
+        conn = FastCGIConnection()
+        size = str(count * 65528).encode() if length else b""
+        items = post(b"", CONTENT_LENGTH=size)
+        conn.receive_data(begin() + record(PARAMS, pairs(items)) + record(PARAMS))
+        received = 0
+        for _ in range(count):
+            events = conn.receive_data(piece)
+            received += sum(len(e.data) for e in events if isinstance(e, Body))
+        events = conn.receive_data(record(STDIN))
+        assert received == count * 65528 and isinstance(events[-1], EndOfBody)
+
+    assert peak_memory_while(upload) < 1024 * 1024

@@ -18,7 +18,14 @@ from portico.errors import AppError
 from portico.protocols.cgi_vars import Origin
 from portico.protocols.events import Body, EndOfBody, Request, StreamError
 from portico.protocols.uwsgi import UwsgiConnection, UwsgiLimits
-from tests.gateway_feed import MODES, error_of, same_when_cut, whole_and_split
+from tests.gateway_feed import (
+    MODES,
+    check_mutation,
+    error_of,
+    peak_memory_while,
+    same_when_cut,
+    whole_and_split,
+)
 from tests.gateway_nginx import (
     PARAMS_DIR,
     Abandon,
@@ -810,3 +817,34 @@ def test_nginx_only_a_reset_marks_an_abandoned_body_incomplete(
         assert reply.startswith(b"HTTP/1.1 200 OK")
         assert reply.endswith(b"0\r\n\r\n") is not abandon
     assert "Connection reset by peer" in server.log
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.sampled_from(VALID),
+    edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(1, 1 << 20), max_size=8),
+)
+def test_mutated_packets_never_raise(
+    case: Case, edits: list[tuple[int, int]], cuts: list[int]
+) -> None:
+    data = bytearray(case.data[:4000])
+    for at, byte in edits:
+        data[at % len(data)] = byte
+    check_mutation(UwsgiConnection, bytes(data), [c % len(data) for c in cuts])
+
+
+def test_a_large_body_is_never_held() -> None:
+    piece = b"b" * 65536
+    size = 20 * 1024 * 1024
+
+    def upload() -> None:
+        conn = UwsgiConnection()
+        received = 0
+        events = conn.receive_data(post(b"", CONTENT_LENGTH=b"%d" % size))
+        for _ in range(size // len(piece)):
+            events = conn.receive_data(piece)
+            received += sum(len(e.data) for e in events if isinstance(e, Body))
+        assert received == size and isinstance(events[-1], EndOfBody)
+
+    assert peak_memory_while(upload) < 1024 * 1024
