@@ -11,6 +11,8 @@ import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
+from hypothesis import strategies as st
+
 from portico.protocols.events import Body, StreamError
 
 
@@ -94,11 +96,26 @@ def same_when_cut(
     assert feed(make, split_at(data, cuts), eof) == feed(make, iter([data]), eof)
 
 
+#: byte edits (where, modulo the length; the new byte) and cut points, for check_mutation
+EDITS = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=4)
+CUTS = st.lists(st.integers(1, 1 << 20), max_size=8)
+
+
 def check_mutation(
-    make: Callable[[], Receiver], data: bytes, cuts: Sequence[int], eof: bool = True
+    make: Callable[[], Receiver],
+    valid: bytes,
+    edits: Sequence[tuple[int, int]],
+    cuts: Sequence[int],
+    eof: bool = True,
 ) -> None:
-    """Whatever the bytes, ``receive_data`` returns (never raises), the events do not depend on
-    how the bytes are cut, and nothing follows a StreamError."""
+    """``valid`` (its first 4000 bytes) with some bytes changed: ``receive_data`` returns (never
+    raises), the events do not depend on how the bytes are cut, and nothing follows a
+    StreamError."""
+    changed = bytearray(valid[:4000])
+    for at, byte in edits:
+        changed[at % len(changed)] = byte
+    data = bytes(changed)
+    cuts = [c % len(data) for c in cuts]
     events = feed(make, iter([data]), eof)
     assert feed(make, split_at(data, cuts), eof) == events
     kinds = [e[0] for e in events]
