@@ -7,8 +7,9 @@ gateways serve these requests unchanged. The bind is the trust boundary (nginx i
 so the values are believed, but each one is still checked: a value that does not parse is an error,
 never a guess.
 
-Variables read (the Debian ``uwsgi_params`` / ``fastcgi_params`` send all but ``PATH_INFO`` in
-FastCGI and ``SCRIPT_NAME``, ``SERVER_ADDR``, ``REMOTE_USER`` in uwsgi):
+Variables read (Debian's ``uwsgi_params`` sends all but ``DOCUMENT_URI``, ``SCRIPT_NAME``,
+``SERVER_ADDR`` and ``REMOTE_USER``; its ``fastcgi_params`` all but ``PATH_INFO``; both send
+``HTTPS`` only when it is on):
 
 =================== ======================================================================
 ``REQUEST_METHOD``  ``Request.method``; required, a token (RFC 9110 §9.1)
@@ -24,8 +25,9 @@ FastCGI and ``SCRIPT_NAME``, ``SERVER_ADDR``, ``REMOTE_USER`` in uwsgi):
 ``SERVER_PROTOCOL`` ``http_version``: ``HTTP/1.0`` → ``"1.0"``, ``HTTP/1.1`` → ``"1.1"``,
                     ``HTTP/2.0`` → ``"2"``, ``HTTP/3.0`` → ``"3"``; required; others get 505
 ``HTTP_*``          ``headers``: ``HTTP_X_FOO`` → ``x-foo``, in the order sent, repeats kept
-                    apart. ``HTTP_CONTENT_LENGTH``, ``HTTP_CONTENT_TYPE`` (duplicates of the
-                    two below) and ``HTTP_TRANSFER_ENCODING`` (nginx has already removed the
+                    apart; ``HTTP_HOST`` at most once and a valid host, as HTTP/1.1 checks.
+                    ``HTTP_CONTENT_LENGTH``, ``HTTP_CONTENT_TYPE`` (duplicates of the two
+                    below) and ``HTTP_TRANSFER_ENCODING`` (nginx has already removed the
                     chunked framing it names) are dropped.
 ``CONTENT_TYPE``    the ``content-type`` header, when not empty
 ``CONTENT_LENGTH``  the ``content-length`` header and the body length, when not empty: digits
