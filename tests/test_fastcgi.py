@@ -254,7 +254,11 @@ VALID = [
     ),
     Case(
         "abort-in-stdin",
-        request(post(HELLO), HELLO)[: -len(HELLO) - 16] + record(STDIN, HELLO[:60]) + record(ABORT),
+        request(post(HELLO), HELLO)[: -len(HELLO) - 16]
+        + record(STDIN, HELLO[:60])
+        + record(ABORT)
+        + record(STDIN, HELLO[60:])  # on its way before the web server aborted: skipped
+        + record(STDIN),
         ("Origin", "Request", "Body", "Aborted"),
         {"method": "POST"},
         body=HELLO[:60],
@@ -623,6 +627,8 @@ def test_abort_ends_the_request() -> None:
 def test_abort_while_the_body_comes_closes() -> None:
     conn, _ = started(head(post(b"abcdef"), b"abcdef") + record(STDIN, b"abc"))
     assert conn.receive_data(record(ABORT)) == [Aborted(1)]
+    # what was already on its way is skipped
+    assert conn.receive_data(record(STDIN, b"def") + record(STDIN) + record(ABORT)) == []
     assert read_records(b"".join(conn.abort_response())) == [(END, 1, struct.pack(">IB3x", 0, 0))]
     assert not conn.keep_alive
 

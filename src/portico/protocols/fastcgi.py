@@ -127,6 +127,7 @@ _IN_PARAMS: Final = 1
 _IN_STDIN: Final = 2
 _INPUT_DONE: Final = 3  # the empty FCGI_STDIN came (or the request was aborted)
 _CLOSED: Final = 4  # an error, or the connection ends after the response: input is ignored
+_ABORTED: Final = 5  # aborted before its input ended: the rest of it is skipped
 
 # What a record does in a state (the table key is ``state << 8 | type``).
 _A_BEGIN: Final = 1
@@ -148,6 +149,10 @@ _TRANSITIONS: Final[dict[int, int]] = {
     _IN_STDIN << 8 | BEGIN_REQUEST: _A_SECOND_BEGIN,
     _INPUT_DONE << 8 | ABORT_REQUEST: _A_ABORT,
     _INPUT_DONE << 8 | BEGIN_REQUEST: _A_SECOND_BEGIN,
+    # records the web server sent before it saw its own abort (§5.4)
+    _ABORTED << 8 | STDIN: _A_SKIP,
+    _ABORTED << 8 | ABORT_REQUEST: _A_SKIP,
+    _ABORTED << 8 | BEGIN_REQUEST: _A_SECOND_BEGIN,
 }
 
 # Where the content of the record being read goes.
@@ -443,7 +448,7 @@ class FastCGIConnection:
         self._aborted = True
         if self._state != _INPUT_DONE:
             self._closing = True  # the rest of its input may still come: do not reuse
-            self._state = _INPUT_DONE
+            self._state = _ABORTED
         self._events.append(_new_tuple(Aborted, (self._stream_id,)))
 
     def _get_values(self, content: bytes) -> None:
