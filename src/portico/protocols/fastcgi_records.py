@@ -121,8 +121,17 @@ def read_params(params: bytes, cgi: CGIVars, max_count: int) -> None:
     pos = 0
     end = len(params)
     while pos < end:
-        name_length, pos = _length(params, pos, end)
-        value_length, pos = _length(params, pos, end)
+        # most lengths are one byte: read those here, the 4-byte form in _length
+        name_length = params[pos]
+        if name_length < 0x80:
+            pos += 1
+        else:
+            name_length, pos = _length(params, pos, end)
+        value_length = params[pos] if pos < end else 0x80
+        if value_length < 0x80:
+            pos += 1
+        else:
+            value_length, pos = _length(params, pos, end)
         name_end = pos + name_length
         value_end = name_end + value_length
         if value_end > end:
