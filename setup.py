@@ -35,6 +35,11 @@ HOT_PATH = [
     "src/portico/protocols/codings.py",
     "src/portico/gateways/static_fs.py",
     "src/portico/gateways/static.py",
+    "src/portico/protocols/cgi_vars.py",
+    "src/portico/protocols/cgi_response.py",
+    "src/portico/protocols/uwsgi.py",
+    "src/portico/protocols/fastcgi_records.py",
+    "src/portico/protocols/fastcgi.py",
 ]
 
 
