@@ -61,13 +61,6 @@ EXPECTED_FIELDS = {
     "dual_stack": False,
     "umask": None,
     "insecure_bind": (),
-    "certfile": None,
-    "keyfile": None,
-    "keyfile_password": None,
-    "ca_certs": None,
-    "cert_reqs": "none",
-    "ciphers": None,
-    "tls_min_version": "1.2",
     "app_dir": ".",
     "factory": False,
     "interface": "auto",
@@ -94,14 +87,8 @@ EXPECTED_FIELDS = {
     "forwarded_allow_ips": "127.0.0.1,::1",
     "proxy_headers_source": "x-forwarded",
     "proxy_protocol": False,
-    "static": (),
-    "static_index": "index.html",
-    "static_hidden": False,
-    "static_symlinks": "inside",
-    "static_precompressed": ("br", "zstd", "gzip"),
-    "static_cache_control": "no-cache",
-    "static_immutable_cache_control": "public, max-age=31536000, immutable",
-    "static_fingerprint": r"[.-](?=[a-f]*[0-9])(?=[0-9]*[a-f])[0-9a-f]{6,}\.[A-Za-z0-9]+$",
+    "headers": (),
+    "sendfile": True,
     "server_header": True,
     "date_header": True,
     "max_request_line": 8190,
@@ -115,6 +102,32 @@ EXPECTED_FIELDS = {
     "backlog": 2048,
     "loop": "auto",
     "graceful_timeout": 30.0,
+    "config_file": None,
+    "certfile": None,
+    "keyfile": None,
+    "keyfile_password": None,
+    "ca_certs": None,
+    "cert_reqs": "none",
+    "ciphers": None,
+    "tls_min_version": "1.2",
+    "chdir": None,
+    "python_path": (),
+    "env": (),
+    "env_file": None,
+    "user": None,
+    "group": None,
+    "initgroups": False,
+    "proc_name": None,
+    "capture_output": False,
+    "log_config": None,
+    "static": (),
+    "static_index": "index.html",
+    "static_hidden": False,
+    "static_symlinks": "inside",
+    "static_precompressed": ("br", "zstd", "gzip"),
+    "static_cache_control": "no-cache",
+    "static_immutable_cache_control": "public, max-age=31536000, immutable",
+    "static_fingerprint": r"[.-](?=[a-f]*[0-9])(?=[0-9]*[a-f])[0-9a-f]{6,}\.[A-Za-z0-9]+$",
     "ws_max_message_size": 1048576,
     "ws_max_queue": 16,
     "ws_ping_interval": 20.0,
@@ -123,7 +136,6 @@ EXPECTED_FIELDS = {
     "ws_deflate_window_bits": 12,
     "ws_deflate_memory_level": 5,
     "ws_write_limit": 65536,
-    "config_file": None,
 }
 
 
@@ -141,7 +153,7 @@ def test_table_rows_match_config_and_actions_are_cli_only() -> None:
     actions = {s.name: s.flags for s in SETTINGS if s.cli_only}
     assert actions == {
         "help": ("--help", "-h"),
-        "version": ("--version",),
+        "version": ("--version", "-v"),
         "print_config": ("--print-config",),
         "check_config": ("--check-config",),
     }
@@ -309,11 +321,16 @@ def test_valid_binds(spec: str) -> None:
     assert validate_bind(spec) == spec
 
 
+@pytest.mark.parametrize("host", ["localhost", "0.0.0.0", "example.com"])
+def test_a_host_alone_gets_gunicorns_port(host: str) -> None:
+    assert validate_bind(host) == f"{host}:8000"
+
+
 @pytest.mark.parametrize(
     ("spec", "reason"),
     [
         ("8000", "expected HOST:PORT"),
-        ("localhost", "expected HOST:PORT"),
+        ("10.1", "expected HOST:PORT"),
         ("::1:8000", "in brackets"),
         ("[::1]8000", "expected [IPv6]:PORT"),
         ("[nope]:80", "not an IPv6 address"),
@@ -350,7 +367,8 @@ def test_bind_repeatable_flag_env_list_and_file() -> None:
 
 
 def test_bind_errors_name_their_source() -> None:
-    assert error([], {"PORTICO_BIND": "a:1,b"}).startswith("PORTICO_BIND: 'b': expected HOST:PORT")
+    message = error([], {"PORTICO_BIND": "a:1,80"})
+    assert message.startswith("PORTICO_BIND: '80': expected HOST:PORT")
     assert error([], {"PORTICO_BIND": " , "}) == "PORTICO_BIND: expected at least one address"
     message = error(["--config", "p.toml"], {}, {"/w/p.toml": "\nbind = [1]\n"})
     assert message == "p.toml:2: bind: expected a string, got an integer"

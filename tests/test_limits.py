@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from portico.config import Config
+from portico.errors import ConfigError
 from portico.gateways.static_options import StaticOptions
 from portico.protocols.http11 import H1Limits
 from portico.protocols.websocket import WSOptions
@@ -49,9 +50,10 @@ SOURCES: dict[str, tuple[str, Any]] = {
     "static.cache_control": ("static_cache_control", "max-age=60"),
     "static.immutable_cache_control": ("static_immutable_cache_control", "public"),
     "static.fingerprint": ("static_fingerprint", "-[0-9]+"),
+    "headers": ("headers", [(b"x-a", b"1")]),
 }
 # settings whose value the limit object holds in another form
-SPELLED: dict[str, Any] = {"static": ("/s=/srv",)}
+SPELLED: dict[str, Any] = {"static": ("/s=/srv",), "headers": ("X-A: 1",)}
 
 
 def leaf_fields(cls: type, prefix: str = "") -> list[str]:
@@ -88,6 +90,20 @@ def test_each_limit_is_built_from_its_setting(path: str) -> None:
     assert value_at(build_limits(Config(**{setting: given})), path) == value
     if setting not in SPELLED:
         assert value_at(build_limits(Config()), path) == getattr(Config(), setting)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("X-A: a\rb", "CR, LF or NUL"),
+        ("Bad Name: 1", "invalid response header name"),
+        ("Content-Length: 3", "the protocol writes Content-Length"),
+        ("connection: close", "the protocol writes connection"),
+    ],
+)
+def test_default_headers_are_checked_as_the_apps_are(header: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_limits(Config(headers=(header,)))
 
 
 @pytest.mark.parametrize("cls", [H1Limits, WSOptions, WSLimits, ProxyTrust, StaticOptions, Limits])

@@ -14,11 +14,14 @@ request line carrying ``\\n`` or ``"`` must not be able to forge a log line or a
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import re
 import sys
 import time
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from portico.errors import StartupError
 
@@ -26,6 +29,8 @@ __all__ = [
     "ACCESS_LOGGER",
     "ERROR_LOGGER",
     "AccessLog",
+    "apply_config",
+    "capture_output",
     "configure",
     "error_log",
     "error_stream",
@@ -59,15 +64,16 @@ def configure(
     """Send ``portico.error`` (at ``level``) and, if enabled, ``portico.access`` to stderr.
 
     ``log_file`` and ``access_log_file`` send them to files instead (opened for appending, so
-    the master and its workers share them); an access log file turns the access log on.
-    Calling it again replaces what the previous call installed.
+    the master and its workers share them); an access log file turns the access log on. ``-``
+    is gunicorn's name for the standard streams: stderr for the error log, stdout for the access
+    log. Calling it again replaces what the previous call installed.
     """
     for logger, handler in _installed:
         logger.removeHandler(handler)
         if isinstance(handler, logging.FileHandler):
             handler.close()
     _installed.clear()
-    error_handler = _handler(log_file)
+    error_handler = _handler(log_file, sys.stderr)
     error_handler.setFormatter(
         logging.Formatter(
             "%(asctime)s [%(process)d] %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"
@@ -83,19 +89,72 @@ def configure(
     access.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
     access.propagate = False
     if access_log:
-        access_handler = _handler(access_log_file)
+        access_handler = _handler(access_log_file, sys.stdout if access_log_file else sys.stderr)
         access_handler.setFormatter(logging.Formatter("%(message)s"))
         access.addHandler(access_handler)
         _installed.append((access, access_handler))
 
 
-def _handler(path: str | None) -> logging.Handler:
-    if path is None:
-        return logging.StreamHandler(sys.stderr)
+def _handler(path: str | None, stream: TextIO) -> logging.Handler:
+    if path is None or path == "-":
+        return logging.StreamHandler(stream)
     try:
         return logging.FileHandler(path, mode="a", encoding="utf-8")
     except OSError as exc:
         raise StartupError(f"cannot open log file {path}: {exc.strerror or exc}") from exc
+
+
+def apply_config(path: str | None, config: Mapping[str, Any] | None = None) -> None:
+    """``--log-config``: a ``.json`` or ``.yaml`` file for ``dictConfig``, else an ini file for
+    ``fileConfig``; ``config`` is a dict (gunicorn's ``logconfig_dict``). Loggers that exist
+    (``portico.error``, the app's) stay enabled, as uvicorn leaves them."""
+    import logging.config  # noqa: PLC0415 -- only with --log-config
+
+    if config:
+        _dict_config(dict(config), "logconfig_dict")
+    if path is None:
+        return
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as file:
+                loaded = json.load(file)
+            _dict_config(loaded, path)
+        elif path.endswith((".yaml", ".yml")):
+            try:
+                import yaml  # type: ignore[import-untyped]  # noqa: PLC0415 -- optional
+            except ImportError:
+                raise StartupError(
+                    f"--log-config {path}: YAML needs PyYAML (pip install pyyaml)"
+                ) from None
+            with open(path, encoding="utf-8") as file:
+                _dict_config(yaml.safe_load(file), path)
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StartupError(f"--log-config {path}: {exc}") from exc
+
+
+def _dict_config(config: object, source: str) -> None:
+    import logging.config  # noqa: PLC0415
+
+    if not isinstance(config, dict):
+        raise StartupError(f"{source}: expected a mapping for logging.config.dictConfig")
+    config.setdefault("version", 1)
+    config.setdefault("disable_existing_loggers", False)
+    logging.config.dictConfig(config)
+
+
+def capture_output(path: str) -> None:
+    """``--capture-output``: point this process's stdout and stderr (inherited by the workers)
+    at the error log file, so that what the app prints is kept."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
 
 
 def reopen() -> None:

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import sys
 
-from portico.config.render import PREAMBLE_BODY, render_markdown, render_table
+from portico.config.render import (
+    PREAMBLE_BODY,
+    render_markdown,
+    render_peer_table,
+    render_table,
+)
 
 BEGIN = "<!-- settings:begin -->"
 END = "<!-- settings:end -->"
+PEERS_BEGIN = "<!-- peers:begin -->"
+PEERS_END = "<!-- peers:end -->"
 
 
 def readme_section() -> str:
@@ -30,13 +37,29 @@ def readme_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+def peers_section() -> str:
+    """The README's table of gunicorn's and uvicorn's flags that set a Portico setting."""
+    lines = [
+        *render_peer_table("docs/settings.md"),
+        "",
+        "The flags accepted with a note, and the refused ones with their alternatives, are in "
+        "[docs/compatibility.md](docs/compatibility.md).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _replace(text: str, begin: str, end: str, body: str) -> str:
+    head, found_begin, rest = text.partition(begin)
+    _, found_end, tail = rest.partition(end)
+    if not found_begin or not found_end:
+        raise ValueError(f"the README has no {begin} ... {end} section")
+    return f"{head}{begin}\n{body}{end}{tail}"
+
+
 def embed(readme: str) -> str:
-    """``readme`` with the text between the settings markers replaced by the reference."""
-    head, begin, rest = readme.partition(BEGIN)
-    _, end, tail = rest.partition(END)
-    if not begin or not end:
-        raise ValueError(f"the README has no {BEGIN} ... {END} section")
-    return f"{head}{BEGIN}\n{readme_section()}{END}{tail}"
+    """``readme`` with the settings and the peers sections regenerated."""
+    readme = _replace(readme, BEGIN, END, readme_section())
+    return _replace(readme, PEERS_BEGIN, PEERS_END, peers_section())
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol
 from portico.errors import ClientDisconnected
 from portico.protocols.events import Headers, Request
 
-__all__ = ["IO_UNIT", "ClientDisconnected", "Stream", "Tunnel"]
+__all__ = ["IO_UNIT", "ClientDisconnected", "Stream", "Tunnel", "with_defaults"]
 
 #: The one unit of buffering between an app and its connection, in both directions: request body
 #: waiting for the app before the socket stops being read, response bytes waiting in the transport
@@ -37,6 +37,13 @@ __all__ = ["IO_UNIT", "ClientDisconnected", "Stream", "Tunnel"]
 #: mark of 64 KiB pauses a 1 MiB response 16 times), small enough that 10,000 slow clients hold
 #: bounded memory.
 IO_UNIT: Final = 256 * 1024
+
+
+def with_defaults(headers: Headers, defaults: Headers) -> Headers:
+    """``headers`` and those of ``defaults`` (``--header``, lower-case names) whose name the
+    response lacks: a response's own field wins."""
+    names = {name.lower() for name, _ in headers}
+    return [*headers, *(field for field in defaults if field[0] not in names)]
 
 
 class Tunnel(Protocol):

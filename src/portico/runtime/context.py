@@ -104,6 +104,10 @@ class WorkerContext:
         self.access = AccessLog(enabled=config.access_log or config.access_log_file is not None)
         #: the ``Server`` and ``Date`` values added to responses that have none (empty: not added)
         self.server_name = b"portico" if config.server_header else b""
+        #: ``--header``: added by each protocol's ``Stream.start`` (``with_defaults``)
+        self.extra_headers = self.limits.headers
+        # --no-sendfile: files go out as reads and writes, as under TLS (gunicorn's --no-sendfile)
+        self.sendfile = config.sendfile
         self.date = b""
         self._date_header = config.date_header
         self.connections: set[Connection] = set()
@@ -377,7 +381,7 @@ class Driver(asyncio.Protocol):
         if tls is not None:
             self.tls = tls
             self.scheme = "https"
-        elif sock is not None:
+        elif sock is not None and self.ctx.sendfile:
             self.sendfile_fd = sock.fileno()
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # responses are written whole (end-of-turn batching); Nagle would only delay them

@@ -13,7 +13,7 @@ import os
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel
+from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel, with_defaults
 from portico.protocols.events import Headers, Request, StreamError
 from portico.protocols.http11 import H1Connection
 from portico.runtime.context import Driver
@@ -183,6 +183,8 @@ class H1Stream(Stream):
             raise ClientDisconnected("client disconnected")
         conn = self.conn
         ctx = conn.ctx
+        if ctx.extra_headers:
+            headers = with_defaults(headers, ctx.extra_headers)
         chunks = conn.proto.response_start(
             status, headers, body, end=end, date=ctx.date, server=ctx.server_name, reason=reason
         )
@@ -343,9 +345,7 @@ class H1Stream(Stream):
                     self.conn.abort()  # the file shrank: a truncated body must not look whole
                     raise AppError(f"file ended after {position - offset} of {count} bytes")
                 if left > 0:
-                    pending = loop.run_in_executor(
-                        pool, os.pread, fd, min(IO_UNIT, left), position
-                    )
+                    pending = loop.run_in_executor(pool, os.pread, fd, min(IO_UNIT, left), position)
                 waiter = self.write(data, left <= 0)
                 if waiter is not None:
                     await waiter

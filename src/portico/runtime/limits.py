@@ -13,11 +13,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portico.config import Config
+from portico.errors import AppError, ConfigError
 from portico.gateways.static_options import StaticOptions, parse_mount
+from portico.protocols.events import Headers
+from portico.protocols.headers import check_response_field
 from portico.protocols.http11 import H1Limits
 from portico.protocols.websocket import WSOptions
 
-__all__ = ["Limits", "ProxyTrust", "WSLimits", "build_limits"]
+__all__ = ["Limits", "ProxyTrust", "WSLimits", "build_limits", "default_headers"]
+
+# Fields that frame or route the response: the protocol writes them, never a setting.
+_FRAMING = frozenset(
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+        b"upgrade",
+        b"te",
+        b"trailer",
+        b"proxy-connection",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +74,8 @@ class Limits:
     max_in_flight: int
     proxies: ProxyTrust
     static: StaticOptions
+    #: ``--header``: fields added to every response that lacks a field of that name
+    headers: Headers
 
 
 def build_limits(config: Config) -> Limits:
@@ -100,4 +119,23 @@ def build_limits(config: Config) -> Limits:
             immutable_cache_control=config.static_immutable_cache_control,
             fingerprint=config.static_fingerprint,
         ),
+        headers=default_headers(config),
     )
+
+
+def default_headers(config: Config) -> Headers:
+    """``--header Name:Value`` as response fields, checked as the app's are (ConfigError)."""
+    out: Headers = []
+    for pair in config.headers:
+        name, _, value = pair.partition(":")
+        field = (name.strip().lower().encode("latin-1"), value.strip().encode("latin-1"))
+        try:
+            check_response_field(*field)
+        except AppError as exc:
+            raise ConfigError(f"--header {pair!r}: {exc}") from None
+        if field[0] in _FRAMING:
+            raise ConfigError(
+                f"--header {pair!r}: the protocol writes {name.strip()}, not a setting"
+            )
+        out.append(field)
+    return out

@@ -28,19 +28,21 @@ from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING
 
 from portico import logs
+from portico.config.hooks import CfgView, Hooks, ServerView, WorkerHooks, WorkerView
 from portico.errors import EXIT_OK, StartupError
 from portico.logs import error_log as log
 from portico.runtime.binds import describe
 from portico.supervisor.listeners import INHERIT_ENV, Listeners, inherit_env
 from portico.supervisor.notify import Notifier
 from portico.supervisor.process import (
+    MASTER_SIGNALS,
     Boot,
     PidFile,
     Worker,
     alive,
     describe_exit,
     exec_new_master,
-    rss_mib,
+    overdue,
     run_worker,
 )
 from portico.supervisor.reloader import Watcher
@@ -49,6 +51,7 @@ from portico.worker.link import BEAT, READY, RETIRE, MasterLink, parse
 
 if TYPE_CHECKING:
     from portico.config import Config
+    from portico.supervisor.environment import Identity
 
 __all__ = ["Boot", "Master"]
 
@@ -61,9 +64,9 @@ ABORT_GRACE = 2.0
 STOP_MARGIN = 5.0
 # After SIGQUIT (fast stop), how long a worker gets before SIGKILL.
 FAST_STOP_GRACE = 3.0
-# A worker that dies sooner than this after it started counts as a failed start (backoff).
-SHORT_LIFE = 5.0
-MAX_BACKOFF = 30.0
+# A worker that dies sooner than this after it started counts as a failed start (backoff),
+# restarted after 0.5 s, 1 s, 2 s... up to MAX_BACKOFF.
+SHORT_LIFE, MAX_BACKOFF = 5.0, 30.0
 
 _EXIT_CODES_OF_BOOT = (2, 3, 4)
 
@@ -75,10 +78,17 @@ class Master:
         self,
         config: Config,
         boot: Boot,
-        reconfigure: Callable[[], Config],
+        reconfigure: Callable[[], tuple[Config, Hooks]],
         environ: MutableMapping[str, str] | None = None,
+        *,
+        hooks: Hooks | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.config = config
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.identity = identity
+        self.server = ServerView.of(config, os.getpid())  # the ``server`` of gunicorn's hooks
+        self.spawned = 0  # workers started so far: the next one's ``age``
         #: the configuration the running workers proved good; a failed reload falls back to it
         self.stable_config = config
         self.boot = boot
@@ -108,9 +118,10 @@ class Master:
 
     def run(self) -> int:
         config = self.config
-        set_title("master", config.app or "demo app")
+        set_title("master", config.proc_name or config.app or "demo app")
         self._install_signals()
         try:
+            self.hooks.call("on_starting", self.server)
             self.listeners = Listeners(
                 config.bind + config.insecure_bind,
                 config.backlog,
@@ -119,21 +130,28 @@ class Master:
                 umask=config.umask,
                 environ=self.environ,
             )
+            if self.identity is not None:
+                # the unix sockets belong to the workers' user, as with gunicorn
+                self.identity.chown(self.listeners.unix_paths)
             self.pid_file.write()
+            self.hooks.call("when_ready", self.server)
             if config.reload:
                 self._start_watcher()
             for slot in range(self.target):
                 self._spawn(slot)
             while self.workers or not self.stopping:
                 self._wait()
-                self._reap()
+                # signals first: a SIGTERM sent to the whole group (systemd's control-group
+                # kill, timeout(1)) reaches the workers too, and their exits are no deaths
                 self._handle_signals()
+                self._reap()
                 self._check_workers()
                 if not self.stopping:
                     self._advance_replacements()
                     self._fill_vacancies()
         finally:
             self._cleanup()
+            self.hooks.call("on_exit", self.server)
         return self.exit_code
 
     def _wait(self) -> None:
@@ -155,17 +173,7 @@ class Master:
         os.set_blocking(self.wake_w, False)
         self.selector.register(self.wake_r, selectors.EVENT_READ)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for signum in (
-            signal.SIGTERM,
-            signal.SIGINT,
-            signal.SIGQUIT,
-            signal.SIGHUP,
-            signal.SIGTTIN,
-            signal.SIGTTOU,
-            signal.SIGUSR1,
-            signal.SIGUSR2,
-            signal.SIGCHLD,
-        ):
+        for signum in MASTER_SIGNALS:
             signal.signal(signum, self._queue_signal)
 
     def _queue_signal(self, signum: int, frame: object) -> None:
@@ -180,6 +188,9 @@ class Master:
         self.vacant.pop(slot, None)
         sockets = self.listeners.for_slot(slot)
         config = self.config
+        view = WorkerView(self.spawned, CfgView(config), self.pid)
+        self.spawned += 1
+        self.hooks.call("pre_fork", self.server, view)
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is the worker's
@@ -190,12 +201,18 @@ class Master:
             # another slot's socket held here would stay open after SIGTTOU drops it
             others = [sock for sock in self.listeners.all() if sock.fileno() not in keep]
             self.selector.close()
-            run_worker(self.boot, config, sockets, MasterLink(write_end, self.pid), private, others)
+            link, hooks = (
+                MasterLink(write_end, self.pid),
+                WorkerHooks(self.hooks, self.server, view),
+            )
+            run_worker(self.boot, config, sockets, link, private, others, hooks, self.identity)
         os.close(write_end)
         os.set_blocking(read_end, False)
         now = time.monotonic()
-        worker = Worker(pid=pid, slot=slot, fd=read_end, started=now, last_seen=now)
+        view.pid = pid
+        worker = Worker(pid=pid, slot=slot, fd=read_end, started=now, last_seen=now, view=view)
         self.workers[pid] = worker
+        self.server.WORKERS[pid] = view
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         log.debug("started worker %d in slot %d", pid, slot)
         return worker
@@ -230,6 +247,8 @@ class Master:
     def _on_ready(self, worker: Worker, name: str) -> None:
         worker.ready_at = time.monotonic()
         worker.name = name
+        if worker.view is not None:
+            worker.view.booted = True
         if self.replacing is not None and self.replacing[1] is worker:
             self.stable_config = self.config
         if not self.announced and self._count_ready() >= self.target:
@@ -288,6 +307,10 @@ class Master:
     def _worker_exited(self, worker: Worker, code: int) -> None:
         worker.exited = True
         self._close_pipe(worker)
+        view = self.server.WORKERS.pop(worker.pid, None)
+        if view is not None:
+            view.alive = False
+            self.hooks.call("child_exit", self.server, view)
         how = describe_exit(code)
         if worker.stopping_at is not None:
             log.debug("worker %d stopped (%s)", worker.pid, how)
@@ -341,36 +364,16 @@ class Master:
 
     def _check_workers(self) -> None:
         now = time.monotonic()
-        timeout = self.config.timeout
-        limit = self.config.max_worker_memory
-        for worker in list(self.workers.values()):
-            if worker.kill_at is not None and now >= worker.kill_at:
-                log.error("worker %d did not exit in time; killing it", worker.pid)
-                self._signal(worker, signal.SIGKILL)
-                worker.kill_at = now + ABORT_GRACE  # repeat if SIGKILL was somehow missed
-            elif timeout and not worker.aborted and now - worker.last_seen > timeout:
-                log.error(
-                    "worker %d silent for %.0fs (--timeout %g); aborting it, stacks follow",
-                    worker.pid,
-                    now - worker.last_seen,
-                    timeout,
-                )
-                worker.aborted = True
-                worker.kill_at = now + ABORT_GRACE
-                self._signal(worker, signal.SIGABRT)
-            elif (
-                limit
-                and worker.ready_at is not None
-                and worker.stopping_at is None
-                and not worker.queued
-                and rss_mib(worker.pid) > limit
-            ):
-                log.warning(
-                    "worker %d uses more than %d MiB (--max-worker-memory); replacing it",
-                    worker.pid,
-                    limit,
-                )
-                self._queue_replacement(worker)
+        kill, abort, replace = overdue(self.workers.values(), self.config, now)
+        for worker in kill:
+            self._signal(worker, signal.SIGKILL)
+            worker.kill_at = now + ABORT_GRACE  # repeat if SIGKILL was somehow missed
+        for worker in abort:
+            worker.aborted = True
+            worker.kill_at = now + ABORT_GRACE
+            self._signal(worker, signal.SIGABRT)
+        for worker in replace:
+            self._queue_replacement(worker)
 
     # --- replacement, scaling, reload --------------------------------------------------
 
@@ -422,10 +425,13 @@ class Master:
     def _reload(self, reason: str, *, reread: bool) -> None:
         if reread:
             try:
-                config = self.reconfigure()
+                config, hooks = self.reconfigure()
             except StartupError as error:
                 log.error("SIGHUP: the new configuration is invalid, keeping the old: %s", error)
                 return
+            self.hooks = hooks
+            self.server.cfg = CfgView(config)
+            self.hooks.call("on_reload", self.server)
             if (
                 config.bind != self.config.bind
                 or config.insecure_bind != self.config.insecure_bind
@@ -455,6 +461,8 @@ class Master:
     def _scale(self, target: int) -> None:
         if target == self.target:
             return
+        self.hooks.call("nworkers_changed", self.server, target, self.target)
+        self.server.num_workers = target
         if target > self.target:
             used = {w.slot for w in self.workers.values() if w.stopping_at is None}
             used |= set(self.vacant)
@@ -505,6 +513,8 @@ class Master:
                     log.warning("SIGTTOU: already at one worker")
             elif signum == signal.SIGUSR1:
                 logs.reopen()
+                if self.config.capture_output and self.config.log_file not in (None, "-"):
+                    logs.capture_output(self.config.log_file)
                 for worker in self.workers.values():
                     self._signal(worker, signal.SIGUSR1)
                 log.info("log files reopened")
@@ -561,7 +571,7 @@ class Master:
         entries = self.listeners.inheritable()
         env = dict(self.environ)
         env[INHERIT_ENV] = inherit_env(entries)
-        pid = exec_new_master(entries, env)
+        pid = exec_new_master(entries, env, lambda: self.hooks.call("pre_exec", self.server))
         self.upgrade_pid = pid
         log.info(
             "SIGUSR2: started a new master %d; stop this one (%d) when it serves", pid, self.pid
@@ -572,8 +582,6 @@ class Master:
         log.error("the new master %d exited (code %d); this master goes on", self.upgrade_pid, code)
         self.upgrade_pid = 0
         self.pid_file.take_back()
-
-    # --- the rest ---------------------------------------------------------------------
 
     def _cleanup(self) -> None:
         for worker in list(self.workers.values()):  # only on an unexpected error in the loop

@@ -37,6 +37,7 @@ from portico.worker.link import MasterLink
 
 if TYPE_CHECKING:
     from portico.config import Config
+    from portico.config.hooks import WorkerHooks
 
 
 FAST_SHUTDOWN_TIMEOUT = 1.0
@@ -107,11 +108,14 @@ def serve(
     sockets: list[tuple[str, socket.socket]],
     link: MasterLink,
     preloaded: LoadedApps | None = None,
+    hooks: WorkerHooks | None = None,
 ) -> int:
     """Load the app(s), serve on ``sockets`` (each with its bind spec) until a signal says
     stop. Returns the exit code."""
-    _enable_stack_dumps()
+    _enable_stack_dumps(hooks)
     apps = preloaded if preloaded is not None else load(config)
+    if hooks is not None:
+        hooks.call("post_worker_init")
     listeners = [Listener(sock, config.tls_for(spec)) for spec, sock in sockets]
     pools: dict[str, WSGIPool] = {}
     for prefix, loaded in apps.apps:
@@ -125,22 +129,34 @@ def serve(
             )
     try:
         with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
-            code = runner.run(_serve(config, apps, pools, listeners, link))
+            code = runner.run(_serve(config, apps, pools, listeners, link, hooks))
     finally:
         busy = sum(pool.shutdown() for pool in pools.values())
     return _exit(code, busy)
 
 
-def _enable_stack_dumps() -> None:
+def _enable_stack_dumps(hooks: WorkerHooks | None) -> None:
     # SIGABRT from the master (--timeout) dumps every thread's stack to the error log: the
     # only way to see where a hung worker is stuck. faulthandler writes from the signal
     # handler itself, so it works while the event loop is blocked.
     faulthandler.enable(file=logs.error_stream(), all_threads=True)
+    if hooks is not None and hooks.has("worker_abort"):
+        # gunicorn's worker_abort runs Python on SIGABRT, so the dump moves into a Python
+        # handler: it runs when the main thread next runs bytecode (a hung C call is still
+        # ended by the master's SIGKILL two seconds later)
+        def on_abort(signum: int, frame: object) -> None:
+            faulthandler.dump_traceback(file=logs.error_stream(), all_threads=True)
+            hooks.call("worker_abort")
+            os._exit(1)
+
+        signal.signal(signal.SIGABRT, on_abort)
 
 
-def _reopen_logs() -> None:
+def _reopen_logs(config: Config, hooks: WorkerHooks | None) -> None:
     logs.reopen()
-    _enable_stack_dumps()  # faulthandler holds the old file's descriptor
+    if config.capture_output and config.log_file not in (None, "-"):
+        logs.capture_output(config.log_file)
+    _enable_stack_dumps(hooks)  # faulthandler holds the old file's descriptor
 
 
 def _exit(code: int, busy: int) -> int:
@@ -158,12 +174,13 @@ def _mount_root(config: Config, prefix: str) -> str:
     return config.root_path + ("" if prefix == "/" else prefix)
 
 
-async def _serve(
+async def _serve(  # noqa: PLR0917 -- private
     config: Config,
     apps: LoadedApps,
     pools: dict[str, WSGIPool],
     listeners: list[Listener],
     link: MasterLink,
+    hooks: WorkerHooks | None,
 ) -> int:
     """The apps and their lifespans (ASGI only: a WSGI app has none), one mount each."""
     loop = asyncio.get_running_loop()
@@ -195,7 +212,9 @@ async def _serve(
         settings = tls_settings(config)
         return Server(ctx, load_tls(settings) if settings is not None else None)
 
-    return await _run(config, listeners, list(lifespans.values()), make_server, apps.name, link)
+    return await _run(
+        config, listeners, list(lifespans.values()), make_server, apps.name, link, hooks
+    )
 
 
 async def _run(  # noqa: PLR0917 -- private
@@ -205,6 +224,7 @@ async def _run(  # noqa: PLR0917 -- private
     make_server: Callable[[], Server],
     name: str,
     link: MasterLink,
+    hooks: WorkerHooks | None,
 ) -> int:
     """Start the apps, serve until a signal says stop, drain, stop the apps."""
     loop = asyncio.get_running_loop()
@@ -233,6 +253,8 @@ async def _run(  # noqa: PLR0917 -- private
     requested: list[int] = []
 
     def on_signal(signum: int) -> None:
+        if hooks is not None and signum in (signal.SIGINT, signal.SIGQUIT):
+            hooks.call("worker_int")  # gunicorn's moment: the worker was told to stop fast
         requested.append(signum)
         if not stop.done():
             stop.set_result(signum)
@@ -242,7 +264,7 @@ async def _run(  # noqa: PLR0917 -- private
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
+    loop.add_signal_handler(signal.SIGUSR1, _reopen_logs, config, hooks)
     heartbeat = Heartbeat(config, server, link, loop, lambda: on_signal(signal.SIGTERM))
     link.ready(name)
     log.debug("worker %d ready", os.getpid())
