@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from portico.config import SETTINGS, Config, Resolved, render_markdown, resolve
 from portico.config.docs import embed
-from portico.config.kinds import integer, validate_bind
+from portico.config.kinds import bind_protocol, integer, validate_bind
 from portico.config.sources import _line_of
 from portico.errors import ConfigError
 
@@ -90,6 +90,18 @@ EXPECTED_FIELDS = {
     "threads": 8,
     "mount": (),
     "root_path": "",
+    "proxy_headers": True,
+    "forwarded_allow_ips": "127.0.0.1,::1",
+    "proxy_headers_source": "x-forwarded",
+    "proxy_protocol": False,
+    "static": (),
+    "static_index": "index.html",
+    "static_hidden": False,
+    "static_symlinks": "inside",
+    "static_precompressed": ("br", "zstd", "gzip"),
+    "static_cache_control": "no-cache",
+    "static_immutable_cache_control": "public, max-age=31536000, immutable",
+    "static_fingerprint": r"[.-](?=[a-f]*[0-9])(?=[0-9]*[a-f])[0-9a-f]{6,}\.[A-Za-z0-9]+$",
     "server_header": True,
     "date_header": True,
     "max_request_line": 8190,
@@ -112,6 +124,11 @@ EXPECTED_FIELDS = {
     "ws_deflate_memory_level": 5,
     "ws_write_limit": 65536,
     "config_file": None,
+    "cgi_max_vars_size": 65536,
+    "cgi_max_var_count": 128,
+    "fastcgi_max_management_size": 4096,
+    "health_path": None,
+    "shutdown_delay": 0.0,
 }
 
 
@@ -291,6 +308,13 @@ def test_config_flag_replaces_pyproject() -> None:
         "unix:/run/portico.sock",
         "unix:relative.sock",
         "fd://3",
+        "uwsgi:127.0.0.1:3031",
+        "uwsgi:[::1]:3031",
+        "uwsgi:unix:/run/app.sock",
+        "uwsgi:fd://3",
+        "fastcgi:127.0.0.1:9000",
+        "fastcgi:unix:/run/app.fcgi",
+        "fastcgi:fd://4",
     ],
 )
 def test_valid_binds(spec: str) -> None:
@@ -313,12 +337,26 @@ def test_valid_binds(spec: str) -> None:
         ("unix:", "unix:PATH"),
         ("fd://x", "fd://N"),
         ("fd://", "fd://N"),
+        ("uwsgi:3031", "uwsgi:ADDRESS"),
+        ("uwsgi:", "uwsgi:ADDRESS"),
+        ("fastcgi:unix:", "unix:PATH"),
+        ("scgi:127.0.0.1:1", "in brackets"),
     ],
 )
 def test_invalid_binds(spec: str, reason: str) -> None:
     with pytest.raises(ValueError, match=re.escape(reason)):
         validate_bind(spec)
     assert error(["--bind", spec]).startswith("--bind: ")
+
+
+def test_bind_protocol_and_tls() -> None:
+    assert bind_protocol("uwsgi:unix:/run/a.sock") == ("uwsgi", "unix:/run/a.sock")
+    assert bind_protocol("fastcgi:fd://3") == ("fastcgi", "fd://3")
+    assert bind_protocol("unix:/run/a.sock") == ("http", "unix:/run/a.sock")
+    assert bind_protocol("[::1]:80") == ("http", "[::1]:80")
+    config = Config(bind=("127.0.0.1:443", "uwsgi:127.0.0.1:3031"), certfile="cert.pem")
+    # nginx terminates TLS: a uwsgi or FastCGI bind never serves it
+    assert config.tls_for("127.0.0.1:443") and not config.tls_for("uwsgi:127.0.0.1:3031")
 
 
 def test_bind_repeatable_flag_env_list_and_file() -> None:

@@ -14,13 +14,18 @@ from dataclasses import dataclass
 
 from portico.config import kinds
 from portico.config.setting import ACTIONS, ENV_PREFIX, METADATA_KEY, Setting, setting
+from portico.config.settings_gateways import GatewaySettings
 
 __all__ = ["ACTIONS", "ENV_PREFIX", "SETTINGS", "Config", "Setting"]
 
 
 @dataclass(frozen=True, slots=True)
-class Config:
-    """Every setting of a Portico server, validated. Build it with ``portico.config.resolve``."""
+class Config(GatewaySettings):
+    """Every setting of a Portico server, validated. Build it with ``portico.config.resolve``.
+
+    The uwsgi/FastCGI and health settings are declared in ``settings_gateways`` (inherited) and
+    listed after these.
+    """
 
     app: str | None = setting(
         None,
@@ -33,8 +38,10 @@ class Config:
         ("127.0.0.1:8000",),
         kinds.BINDS,
         "Address to listen on: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH` or `fd://N` (a socket "
-        "inherited from the parent, e.g. systemd). Repeat the flag to listen on several; the "
-        "environment variable takes a comma- or space-separated list, the file a list.",
+        "inherited from the parent, e.g. systemd); after `uwsgi:` or `fastcgi:` (e.g. "
+        "`uwsgi:unix:/run/app.sock`) it speaks that protocol to nginx instead of HTTP, never "
+        "TLS. Repeat the flag to listen on several; the environment variable takes a comma- "
+        "or space-separated list, the file a list.",
         flags=("--bind", "-b"),
         repeatable=True,
     )
@@ -546,16 +553,22 @@ class Config:
     )
 
     def tls_for(self, spec: str) -> bool:
-        """Whether the bind ``spec`` serves TLS: every bind does when ``certfile`` is set,
-        except the ``insecure_bind`` ones."""
-        return self.certfile is not None and spec not in self.insecure_bind
+        """Whether the bind ``spec`` serves TLS: every HTTP bind does when ``certfile`` is set,
+        except the ``insecure_bind`` ones; a ``uwsgi:`` or ``fastcgi:`` bind never does."""
+        return (
+            self.certfile is not None
+            and spec not in self.insecure_bind
+            and kinds.bind_protocol(spec)[0] == "http"
+        )
 
 
-#: Every setting, in declaration order: the fields of ``Config``, then the actions.
+#: Every setting, in declaration order: the fields of ``Config``, the inherited ones, then the
+#: actions.
+_INHERITED = {field.name for field in dataclasses.fields(GatewaySettings)}
 SETTINGS: tuple[Setting, ...] = (
     *(
         dataclasses.replace(field.metadata[METADATA_KEY], name=field.name)
-        for field in dataclasses.fields(Config)
+        for field in sorted(dataclasses.fields(Config), key=lambda f: f.name in _INHERITED)
     ),
     *ACTIONS,
 )

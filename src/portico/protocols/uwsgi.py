@@ -45,22 +45,21 @@ __all__ = ["UwsgiConnection", "UwsgiEvent", "UwsgiLimits"]
 
 @dataclass(frozen=True, slots=True)
 class UwsgiLimits:
-    """Bounds on what one request may make the server hold (each one is a setting)."""
+    """Bounds on what one request may make the server hold.
 
-    #: bytes in the vars block; 65535 is the protocol's own bound (a 16-bit size) and what
-    #: HTTP/1.1 allows for a head (``H1Limits.max_header_bytes``)
-    max_vars_size: int = 65535
+    Each one is a setting; the values (and their defaults) come from the settings table, built in
+    one place (``portico.runtime.limits``), never spelled here.
+    """
+
+    #: bytes in the vars block (the protocol's own bound is 65535, a 16-bit size)
+    max_vars_size: int
     #: variables in the block: about 15 from ``uwsgi_params`` plus one per request header
-    #: (``H1Limits.max_header_count`` is 100)
-    max_var_count: int = 128
+    max_var_count: int
     #: body bytes (``CONTENT_LENGTH``); 0 means unlimited
-    max_body_size: int = 1 << 30
+    max_body_size: int
 
 
 UwsgiEvent = Origin | Request | Body | EndOfBody | StreamError
-
-# built once: creating a frozen dataclass per connection costs more than parsing a variable
-_DEFAULT_LIMITS: Final = UwsgiLimits()
 
 _STREAM: Final = 1  # one request per connection
 _HEAD: Final = 0  # reading the packet header and the vars block
@@ -79,8 +78,8 @@ class UwsgiConnection:
     :meth:`response_body`, :meth:`response_end` return the bytes to write.
     """
 
-    def __init__(self, limits: UwsgiLimits | None = None) -> None:
-        self.limits = limits = limits or _DEFAULT_LIMITS
+    def __init__(self, limits: UwsgiLimits) -> None:
+        self.limits = limits
         self._max_vars_size = limits.max_vars_size
         self._max_var_count = limits.max_var_count
         self._max_body_size = limits.max_body_size

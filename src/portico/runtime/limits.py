@@ -2,8 +2,9 @@
 in one place.
 
 The defaults live in one place only, the settings table (``portico.config.settings``); the option
-objects of the protocols and gateways (``H1Limits``, ``WSOptions``, ``StaticOptions``) have no
-defaults of their own, and this module is the only code that maps settings onto them
+objects of the protocols and gateways (``H1Limits``, ``UwsgiLimits``, ``FastCGILimits``,
+``WSOptions``, ``StaticOptions``) have no defaults of their own, and this module is the only code
+that maps settings onto them
 (``tests/test_limits.py`` pins that every field comes from its setting). A new protocol adds its
 limits here.
 """
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 
 from portico.config import Config
 from portico.gateways.static_options import StaticOptions, parse_mount
+from portico.protocols.fastcgi import FastCGILimits
 from portico.protocols.http11 import H1Limits
+from portico.protocols.uwsgi import UwsgiLimits
 from portico.protocols.websocket import WSOptions
 
 __all__ = ["Limits", "ProxyTrust", "WSLimits", "build_limits"]
@@ -50,6 +53,8 @@ class Limits:
     """What one worker's connections may hold and for how long, and how they are served."""
 
     h1: H1Limits
+    uwsgi: UwsgiLimits
+    fastcgi: FastCGILimits
     websocket: WSLimits
     header_timeout: float
     keepalive_timeout: float
@@ -57,6 +62,8 @@ class Limits:
     max_in_flight: int
     proxies: ProxyTrust
     static: StaticOptions
+    #: the path the worker answers itself (``--health-path``), as the raw request path
+    health_path: bytes | None
 
 
 def build_limits(config: Config) -> Limits:
@@ -67,6 +74,18 @@ def build_limits(config: Config) -> Limits:
             max_header_count=config.max_header_count,
             max_header_bytes=config.max_header_bytes,
             max_body_size=config.max_body_size,
+        ),
+        uwsgi=UwsgiLimits(
+            max_vars_size=config.cgi_max_vars_size,
+            max_var_count=config.cgi_max_var_count,
+            max_body_size=config.max_body_size,
+        ),
+        fastcgi=FastCGILimits(
+            max_params_size=config.cgi_max_vars_size,
+            max_param_count=config.cgi_max_var_count,
+            max_body_size=config.max_body_size,
+            max_management_size=config.fastcgi_max_management_size,
+            max_connections=config.max_connections,
         ),
         websocket=WSLimits(
             protocol=WSOptions(
@@ -100,4 +119,5 @@ def build_limits(config: Config) -> Limits:
             immutable_cache_control=config.static_immutable_cache_control,
             fingerprint=config.static_fingerprint,
         ),
+        health_path=None if config.health_path is None else config.health_path.encode("ascii"),
     )
