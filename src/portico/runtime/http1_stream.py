@@ -17,12 +17,10 @@ from portico.gateways.stream import ClientDisconnected, Stream, Tunnel
 from portico.protocols.events import Headers, Request, StreamError
 from portico.protocols.http11 import H1Connection
 from portico.runtime.context import WRITE_HIGH_WATER, Driver
+from portico.runtime.file_reads import send_file_by_reads
 
-__all__ = ["FILE_CHUNK", "H1Owner", "H1Stream"]
+__all__ = ["H1Owner", "H1Stream"]
 
-#: Bytes read per hand-off when a file cannot be ``sendfile``d (TLS): large enough for few
-#: hand-offs to the reading thread, small enough to keep a slow client's memory flat.
-FILE_CHUNK: Final = 256 * 1024
 # A client that went away while a file was being sent to it.
 _GONE: Final = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF})
 
@@ -194,7 +192,8 @@ class H1Stream(Stream):
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         if self.conn.sendfile_fd < 0:
-            await self._send_file_read(fd, offset, count)
+            # TLS encrypts in user space: no sendfile
+            await send_file_by_reads(self, self.conn, fd, offset, count)
         else:
             await self._send_file_native(fd, offset, count)
 
@@ -276,34 +275,6 @@ class H1Stream(Stream):
         finally:
             os.close(sock)
         return sent
-
-    async def _send_file_read(self, fd: int, offset: int, count: int) -> None:
-        """Read the file in a thread, a piece ahead of the one being written (TLS encrypts in
-        user space, so ``sendfile`` cannot be used); the protocol frames the pieces."""
-        loop = self.conn.loop
-        pool = self.conn.ctx.file_reader()
-        end = offset + count
-        position = offset
-        pending = loop.run_in_executor(pool, os.pread, fd, min(FILE_CHUNK, count), position)
-        try:
-            while True:
-                data = await pending
-                position += len(data)
-                left = end - position
-                if not data and left > 0:
-                    self.conn.abort()  # the file shrank: a truncated body must not look whole
-                    raise AppError(f"file ended after {position - offset} of {count} bytes")
-                if left > 0:
-                    pending = loop.run_in_executor(
-                        pool, os.pread, fd, min(FILE_CHUNK, left), position
-                    )
-                waiter = self.write(data, left <= 0)
-                if waiter is not None:
-                    await waiter
-                if left <= 0:
-                    return
-        finally:
-            pending.cancel()  # a read ahead nobody will write (the client left)
 
     def response_started(self) -> bool:
         return self._started

@@ -29,6 +29,7 @@ from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING
 
 from portico import logs
+from portico.config.kinds import bind_protocol
 from portico.errors import EXIT_OK, StartupError
 from portico.runtime.binds import describe
 from portico.supervisor.listeners import INHERIT_ENV, Listeners, inherit_env
@@ -239,7 +240,9 @@ class Master:
             assert self.listeners is not None
             for spec, sock in self.listeners.describe_for_log():
                 log.info(
-                    "Portico serving %s on %s", name, describe(sock, self.config.tls_for(spec))
+                    "Portico serving %s on %s",
+                    name,
+                    describe(sock, self.config.tls_for(spec), bind_protocol(spec)[0]),
                 )
             log.info(
                 "master %d: %d worker(s) ready: %s",
@@ -262,7 +265,8 @@ class Master:
             return
         now = time.monotonic()
         worker.stopping_at = now
-        grace = FAST_STOP_GRACE if fast else self.config.graceful_timeout + STOP_MARGIN
+        drain = self.config.shutdown_delay + self.config.graceful_timeout
+        grace = FAST_STOP_GRACE if fast else drain + STOP_MARGIN
         deadline = now + grace
         worker.kill_at = deadline if worker.kill_at is None else min(worker.kill_at, deadline)
         self._signal(worker, signal.SIGQUIT if fast else signal.SIGTERM)

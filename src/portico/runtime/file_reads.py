@@ -1,0 +1,52 @@
+"""Sending a file where ``sendfile`` cannot: reads off the event loop, framed by the protocol.
+
+TLS encrypts in user space and FastCGI wraps the body in records, so their streams read the file
+in the context's reading threads, a piece ahead of the one being written, and hand each piece to
+the stream's own ``write`` (which frames it and applies the client's backpressure).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from portico.errors import AppError
+from portico.gateways.stream import Stream
+from portico.runtime.context import Driver
+
+__all__ = ["FILE_CHUNK", "send_file_by_reads"]
+
+#: Bytes read per hand-off: large enough for few hand-offs to the reading thread, small enough to
+#: keep a slow client's memory flat.
+FILE_CHUNK: Final = 256 * 1024
+
+
+async def send_file_by_reads(
+    stream: Stream, conn: Driver, fd: int, offset: int, count: int
+) -> None:
+    """``count`` bytes of ``fd`` from ``offset`` as the rest of ``stream``'s body, then its end.
+
+    A file that turns out shorter aborts the connection (a truncated body must not look whole).
+    """
+    loop = conn.loop
+    pool = conn.ctx.file_reader()
+    end = offset + count
+    position = offset
+    pending = loop.run_in_executor(pool, os.pread, fd, min(FILE_CHUNK, count), position)
+    try:
+        while True:
+            data = await pending
+            position += len(data)
+            left = end - position
+            if not data and left > 0:
+                conn.abort()
+                raise AppError(f"file ended after {position - offset} of {count} bytes")
+            if left > 0:
+                pending = loop.run_in_executor(pool, os.pread, fd, min(FILE_CHUNK, left), position)
+            waiter = stream.write(data, left <= 0)
+            if waiter is not None:
+                await waiter
+            if left <= 0:
+                return
+    finally:
+        pending.cancel()  # a read ahead nobody will write (the client left)
