@@ -47,10 +47,10 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from portico.errors import AppError, BadRequest, ContentTooLarge, HeadersTooLarge, ProtocolError
-from portico.protocols.cgi_response import CGIResponse, error_response_parts
+from portico.protocols.cgi_response import CGIResponse
 from portico.protocols.cgi_vars import CGIVars, Origin
 from portico.protocols.events import Body, EndOfBody, Headers, Request, StreamError
-from portico.protocols.exchange import COALESCE_LIMIT
+from portico.protocols.exchange import COALESCE_LIMIT, error_response_parts
 from portico.protocols.fastcgi_records import (
     ABORT_REQUEST,
     BEGIN_REQUEST,

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from portico.errors import AppError, BadRequest, HeadersTooLarge, ProtocolError
-from portico.protocols.cgi_response import CGIResponse, error_response_parts
+from portico.protocols.cgi_response import CGIResponse
 from portico.protocols.cgi_vars import CGIVars, Origin
 from portico.protocols.events import Body, EndOfBody, Headers, Request, StreamError
-from portico.protocols.exchange import COALESCE_LIMIT, status_line
+from portico.protocols.exchange import COALESCE_LIMIT, error_response_parts, status_line
 
 __all__ = ["UwsgiConnection", "UwsgiEvent", "UwsgiLimits"]
 
