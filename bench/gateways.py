@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -107,12 +108,14 @@ def nginx_conf(root: Path, front: int, how: str, port: int) -> Path:
     conf = root / "nginx.conf"
     conf.write_text(
         f"""
+user {pwd.getpwuid(os.geteuid()).pw_name};
 worker_processes 1;
 error_log {root}/error.log warn;
 pid {root}/nginx.pid;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
+    client_body_buffer_size 64k;
     client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
     uwsgi_temp_path {root}/uwsgi; fastcgi_temp_path {root}/fastcgi; scgi_temp_path {root}/scgi;
     upstream app {{ server {upstream}; keepalive 64; }}
