@@ -105,7 +105,8 @@ def test_systemd_units_socket_activation_and_notify(tmp_path: Path) -> None:
     unix.close()
     try:
         assert "READY=1" in notify.recv(4096).decode()
-        assert f"uwsgi:unix:{unix_path}" in server.log  # the fd's bind kept its protocol
+        # the fd's bind kept its protocol (the line is logged before READY=1 is sent)
+        assert server.wait_for_log(f"uwsgi:unix:{unix_path}"), server.log
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
             client.settimeout(10)

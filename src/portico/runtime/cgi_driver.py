@@ -31,7 +31,7 @@ from portico.protocols.events import Body, EndOfBody, Headers, Request, StreamEr
 from portico.protocols.fastcgi import FastCGIConnection
 from portico.protocols.uwsgi import UwsgiConnection
 from portico.runtime.context import DEFER_LIMIT, Driver, WorkerContext
-from portico.runtime.file_reads import send_file_by_reads
+from portico.runtime.file_reads import INLINE_FILE, read_cached, send_file_by_reads
 
 __all__ = ["BODY_HIGH_WATER", "BODY_LOW_WATER", "CGIDriver", "CGIStream"]
 
@@ -426,6 +426,13 @@ class CGIStream(Stream):
     async def send_file(self, fd: int, offset: int, count: int) -> None:
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
+        if count <= INLINE_FILE:
+            data = read_cached(fd, offset, count)
+            if data is not None:  # a small cached file: one write with the head
+                waiter = self.write(data, True)
+                if waiter is not None:
+                    await waiter
+                return
         await send_file_by_reads(self, self.conn, fd, offset, count)
 
     def response_started(self) -> bool:

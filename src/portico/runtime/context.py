@@ -167,8 +167,10 @@ class WorkerContext:
             else:
                 stream.start(200, list(_HEALTH_HEADERS), _HEALTH_BODY, True)
             return
-        if stream.proxied and self.resolver is not None:
-            apply_origin(stream, self.resolver)
+        if stream.proxied and stream.request.proxy_fields is not False:
+            resolver = self.resolver
+            if resolver is not None:
+                apply_origin(stream, resolver)
         if self.in_flight >= self.max_in_flight:
             self.warn_limited(
                 "in_flight", "too many requests in flight (%d); answering 503", self.in_flight

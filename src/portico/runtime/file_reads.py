@@ -1,4 +1,5 @@
-"""Sending a file where ``sendfile`` cannot: reads off the event loop, framed by the protocol.
+"""Sending a file where ``sendfile`` cannot, or need not: reads off the event loop, framed by the
+protocol, and small files the page cache holds read at once.
 
 TLS encrypts in user space and FastCGI wraps the body in records, so their streams read the file
 in the context's reading threads, a piece ahead of the one being written, and hand each piece to
@@ -14,11 +15,33 @@ from portico.errors import AppError
 from portico.gateways.stream import Stream
 from portico.runtime.context import Driver
 
-__all__ = ["FILE_CHUNK", "send_file_by_reads"]
+__all__ = ["FILE_CHUNK", "INLINE_FILE", "read_cached", "send_file_by_reads"]
 
 #: Bytes read per hand-off: large enough for few hand-offs to the reading thread, small enough to
 #: keep a slow client's memory flat.
 FILE_CHUNK: Final = 256 * 1024
+#: Files up to this size are read (when the page cache has them) and written with the head.
+INLINE_FILE: Final = 64 * 1024
+
+
+def read_cached(fd: int, offset: int, count: int) -> bytes | None:
+    """``count`` bytes of the file at ``offset`` if the page cache holds them all, else ``None``:
+    ``RWF_NOWAIT`` makes the read refuse rather than wait for a disk (Linux 4.14), so the event
+    loop never blocks on it; a short read (the file shrank) is ``None`` too, and the caller's
+    slower path reports it."""
+    if count == 0:
+        return b""
+    if not _NOWAIT:
+        return None  # no way to read without waiting for a disk: leave it to sendfile
+    buffer = bytearray(count)
+    try:
+        got = os.preadv(fd, [buffer], offset, _NOWAIT)
+    except OSError:  # not cached (EAGAIN), or a file system without RWF_NOWAIT
+        return None
+    return bytes(buffer) if got == count else None
+
+
+_NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
 
 
 async def send_file_by_reads(
