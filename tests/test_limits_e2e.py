@@ -209,7 +209,9 @@ def test_idle_connections_do_not_delay_shutdown(serve: ServerFactory) -> None:
         start = time.monotonic()
         server.signal(__import__("signal").SIGTERM)
         assert server.wait() == 0
-        assert time.monotonic() - start < 3
+        # the one-second grace, the ticker's grain and the exit; not --graceful-timeout (30 s).
+        # (3 s failed once on a machine at load 6)
+        assert time.monotonic() - start < 6
     finally:
         for sock in idle:
             sock.close()
