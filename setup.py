@@ -40,6 +40,10 @@ HOT_PATH = [
     "src/portico/protocols/uwsgi.py",
     "src/portico/protocols/fastcgi_records.py",
     "src/portico/protocols/fastcgi.py",
+    "src/portico/runtime/file_reads.py",
+    "src/portico/runtime/cgi_driver.py",
+    "src/portico/runtime/uwsgi.py",
+    "src/portico/runtime/fastcgi.py",
 ]
 
 

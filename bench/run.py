@@ -40,7 +40,14 @@ VENV_DIR = BENCH_DIR / ".venv"
 VENV_BIN = VENV_DIR / "bin"
 VENV_PYTHON = VENV_BIN / "python"
 SETUP_MARKER = VENV_DIR / ".bench-setup.json"
-PEER_REQUIREMENTS = ("uvicorn[standard]", "granian", "gunicorn", "hypercorn", "matplotlib")
+PEER_REQUIREMENTS = (
+    "uvicorn[standard]",
+    "granian",
+    "gunicorn",
+    "hypercorn",
+    "matplotlib",
+    "pyuwsgi",  # uWSGI, for bench/gateways.py
+)
 PEER_SCRIPTS = ("uvicorn", "granian", "gunicorn", "hypercorn")
 VERSION_PACKAGES = (
     "portico",
@@ -50,6 +57,7 @@ VERSION_PACKAGES = (
     "granian",
     "hypercorn",
     "gunicorn",
+    "pyuwsgi",
 )
 FAMILIES = ("portico", "portico-pure", "uvicorn", "granian", "hypercorn", "gunicorn")
 PURE_DIR = BENCH_DIR / ".venv-pure"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from portico.config import SETTINGS, Config, Resolved, render_markdown, resolve
 from portico.config.docs import embed
-from portico.config.kinds import integer, validate_bind
+from portico.config.kinds import bind_protocol, integer, validate_bind
 from portico.config.sources import _line_of
 from portico.errors import ConfigError
 
@@ -136,6 +136,11 @@ EXPECTED_FIELDS = {
     "ws_deflate_window_bits": 12,
     "ws_deflate_memory_level": 5,
     "ws_write_limit": 65536,
+    "cgi_max_vars_size": 65536,
+    "cgi_max_var_count": 128,
+    "fastcgi_max_management_size": 4096,
+    "health_path": None,
+    "shutdown_delay": 0.0,
 }
 
 
@@ -315,6 +320,13 @@ def test_config_flag_replaces_pyproject() -> None:
         "unix:/run/portico.sock",
         "unix:relative.sock",
         "fd://3",
+        "uwsgi:127.0.0.1:3031",
+        "uwsgi:[::1]:3031",
+        "uwsgi:unix:/run/app.sock",
+        "uwsgi:fd://3",
+        "fastcgi:127.0.0.1:9000",
+        "fastcgi:unix:/run/app.fcgi",
+        "fastcgi:fd://4",
     ],
 )
 def test_valid_binds(spec: str) -> None:
@@ -342,12 +354,26 @@ def test_a_host_alone_gets_gunicorns_port(host: str) -> None:
         ("unix:", "unix:PATH"),
         ("fd://x", "fd://N"),
         ("fd://", "fd://N"),
+        ("uwsgi:3031", "uwsgi:ADDRESS"),
+        ("uwsgi:", "uwsgi:ADDRESS"),
+        ("fastcgi:unix:", "unix:PATH"),
+        ("scgi:127.0.0.1:1", "in brackets"),
     ],
 )
 def test_invalid_binds(spec: str, reason: str) -> None:
     with pytest.raises(ValueError, match=re.escape(reason)):
         validate_bind(spec)
     assert error(["--bind", spec]).startswith("--bind: ")
+
+
+def test_bind_protocol_and_tls() -> None:
+    assert bind_protocol("uwsgi:unix:/run/a.sock") == ("uwsgi", "unix:/run/a.sock")
+    assert bind_protocol("fastcgi:fd://3") == ("fastcgi", "fd://3")
+    assert bind_protocol("unix:/run/a.sock") == ("http", "unix:/run/a.sock")
+    assert bind_protocol("[::1]:80") == ("http", "[::1]:80")
+    config = Config(bind=("127.0.0.1:443", "uwsgi:127.0.0.1:3031"), certfile="cert.pem")
+    # nginx terminates TLS: a uwsgi or FastCGI bind never serves it
+    assert config.tls_for("127.0.0.1:443") and not config.tls_for("uwsgi:127.0.0.1:3031")
 
 
 def test_bind_repeatable_flag_env_list_and_file() -> None:

@@ -16,7 +16,9 @@ import pytest
 from portico.config import Config
 from portico.errors import ConfigError
 from portico.gateways.static_options import StaticOptions
+from portico.protocols.fastcgi import FastCGILimits
 from portico.protocols.http11 import H1Limits
+from portico.protocols.uwsgi import UwsgiLimits
 from portico.protocols.websocket import WSOptions
 from portico.runtime.limits import Limits, ProxyTrust, WSLimits, build_limits
 
@@ -26,6 +28,15 @@ SOURCES: dict[str, tuple[str, Any]] = {
     "h1.max_header_count": ("max_header_count", 17),
     "h1.max_header_bytes": ("max_header_bytes", 4321),
     "h1.max_body_size": ("max_body_size", 99),
+    "uwsgi.max_vars_size": ("cgi_max_vars_size", 2345),
+    "uwsgi.max_var_count": ("cgi_max_var_count", 23),
+    "uwsgi.max_body_size": ("max_body_size", 99),
+    "fastcgi.max_params_size": ("cgi_max_vars_size", 2345),
+    "fastcgi.max_param_count": ("cgi_max_var_count", 23),
+    "fastcgi.max_body_size": ("max_body_size", 99),
+    "fastcgi.max_management_size": ("fastcgi_max_management_size", 512),
+    "fastcgi.max_connections": ("max_connections", 55),
+    "health_path": ("health_path", b"/hz"),
     "websocket.protocol.max_message_size": ("ws_max_message_size", 777),
     "websocket.protocol.per_message_deflate": ("ws_per_message_deflate", False),
     "websocket.protocol.deflate_window_bits": ("ws_deflate_window_bits", 9),
@@ -53,7 +64,7 @@ SOURCES: dict[str, tuple[str, Any]] = {
     "headers": ("headers", [(b"x-a", b"1")]),
 }
 # settings whose value the limit object holds in another form
-SPELLED: dict[str, Any] = {"static": ("/s=/srv",), "headers": ("X-A: 1",)}
+SPELLED: dict[str, Any] = {"static": ("/s=/srv",), "headers": ("X-A: 1",), "health_path": "/hz"}
 
 
 def leaf_fields(cls: type, prefix: str = "") -> list[str]:
@@ -106,7 +117,10 @@ def test_default_headers_are_checked_as_the_apps_are(header: str, message: str) 
         build_limits(Config(headers=(header,)))
 
 
-@pytest.mark.parametrize("cls", [H1Limits, WSOptions, WSLimits, ProxyTrust, StaticOptions, Limits])
+@pytest.mark.parametrize(
+    "cls",
+    [H1Limits, UwsgiLimits, FastCGILimits, WSOptions, WSLimits, ProxyTrust, StaticOptions, Limits],
+)
 def test_limit_objects_declare_no_defaults_of_their_own(cls: type) -> None:
     own = [
         field.name

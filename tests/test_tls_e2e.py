@@ -294,6 +294,8 @@ def test_plain_http_to_the_tls_port_gets_a_400_saying_so(
     assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"connection: close" in head
     assert b"plain HTTP request sent to the HTTPS port" in body
+    # the log line may reach the test's reader after the reply does
+    assert server.wait_for_log("plain HTTP request sent to the HTTPS port")
     assert server.log.count("plain HTTP request sent to the HTTPS port") == 1
 
 

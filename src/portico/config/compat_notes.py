@@ -162,7 +162,7 @@ REFUSED: tuple[tuple[str, str, str, Takes, str], ...] = (
     (_G, "", "dirty_worker_exit", "value", _NO_DIRTY),
     (_G, "", "pre_request", "value", _NO_HOOK),
     (_G, "", "post_request", "value", _NO_HOOK),
-    # until HTTP/2, the gateway protocols and access-log formats land (then they are settings)
+    # until HTTP/2 and access-log formats land (then they are settings)
     (_G, "--http-protocols", "http_protocols", "value", "HTTP/2 is not served yet"),
     (_G, "--http2-cleartext", "http2_cleartext", "value", "HTTP/2 is not served yet"),
     (
@@ -176,8 +176,23 @@ REFUSED: tuple[tuple[str, str, str, Takes, str], ...] = (
     (_G, "--http2-max-frame-size", "http2_max_frame_size", "value", "no HTTP/2 yet"),
     (_G, "--http2-max-header-list-size", "http2_max_header_list_size", "value", "no HTTP/2 yet"),
     (_U, "--http2", "", "switch", "HTTP/2 is not served yet"),
-    (_G, "--protocol", "protocol", "value", "the uwsgi protocol is not served yet"),
-    (_G, "--uwsgi-allow-from", "uwsgi_allow_ips", "value", "the uwsgi protocol is not served yet"),
+    (
+        _G,
+        "--protocol",
+        "protocol",
+        "value",
+        "Portico chooses the protocol per bind: write --bind uwsgi:ADDRESS (or fastcgi:ADDRESS) "
+        "for each socket nginx's uwsgi_pass or fastcgi_pass talks to",
+    ),
+    (
+        _G,
+        "--uwsgi-allow-from",
+        "uwsgi_allow_ips",
+        "value",
+        "Portico trusts every peer of a uwsgi: or fastcgi: bind (nginx's variables say who the "
+        "client is), so the bind itself is the boundary: put it on a unix socket or an address "
+        "only nginx reaches",
+    ),
     (
         _G,
         "--access-logformat",

@@ -170,6 +170,13 @@ def _convert_root_path(raw: object) -> str:
     return value
 
 
+def _convert_health_path(raw: object) -> str | None:
+    value = _convert_optional_str(raw)
+    if value is not None and (not value.startswith("/") or not value.isascii() or " " in value):
+        raise ValueError(f"must be an absolute URL path such as /healthz, got {value!r}")
+    return value
+
+
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _SPLIT = re.compile(r"[,\s]+")
@@ -191,10 +198,39 @@ def _is_ipv4(text: str) -> bool:
 #: The port of a bind given as a host alone (gunicorn's and uvicorn's default).
 DEFAULT_PORT = 8000
 
+#: the protocols a bind may name before its address (``uwsgi:unix:/run/app.sock``); a bind
+#: without one serves HTTP
+BIND_PROTOCOLS = ("uwsgi", "fastcgi")
+
+
+def bind_protocol(spec: str) -> tuple[str, str]:
+    """``(protocol, address)`` of a bind spec: ``uwsgi``, ``fastcgi`` or ``http``."""
+    head, sep, rest = spec.partition(":")
+    if sep and head in BIND_PROTOCOLS:
+        return head, rest
+    return "http", spec
+
 
 def validate_bind(spec: str) -> str:
-    """Check one bind address: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``; a
-    host alone gets port 8000. Returns the address as it will be used."""
+    """Check one bind: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``, optionally
+    after a protocol (``uwsgi:`` or ``fastcgi:``); a host alone gets port 8000. Returns the
+    bind as it will be used."""
+    protocol, address = bind_protocol(spec)
+    try:
+        address = _validate_address(address)
+    except ValueError as exc:
+        if protocol == "http":
+            raise
+        raise ValueError(f"{spec!r}: {protocol}:ADDRESS, {exc}") from None
+    if protocol == "http":
+        if bind_protocol(address)[0] != "http":
+            # -b uwsgi would become uwsgi:8000, which reads as a uwsgi bind: ambiguous, refused
+            raise ValueError(f"{spec!r}: name the port ({spec}:PORT) or the protocol's address")
+        return address
+    return f"{protocol}:{address}"
+
+
+def _validate_address(spec: str) -> str:
     if spec.startswith("unix:"):
         if not spec[5:]:
             raise ValueError(f"{spec!r}: expected unix:PATH")
@@ -403,12 +439,16 @@ STRINGS: Kind[tuple[str, ...]] = Kind(
 OPTIONAL_PATH: Kind[str | None] = Kind("path of a file", _convert_optional_str, metavar="FILE")
 ROOT_PATH: Kind[str] = Kind("URL path, empty or `/prefix`", _convert_root_path, metavar="PATH")
 BINDS: Kind[tuple[str, ...]] = Kind(
-    "list of addresses: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`",
+    "list of addresses: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`, each optionally "
+    "after `uwsgi:` or `fastcgi:`",
     _convert_binds,
     metavar="ADDRESS",
 )
 OPTIONAL_BINDS: Kind[tuple[str, ...]] = Kind(
     "list of addresses, as `bind` takes them", _convert_binds_or_none, metavar="ADDRESS"
+)
+HEALTH_PATH: Kind[str | None] = Kind(
+    "URL path, e.g. `/healthz`", _convert_health_path, metavar="PATH"
 )
 MOUNTS: Kind[tuple[str, ...]] = Kind("list of `PREFIX=APP`", _convert_mounts, metavar="PREFIX=APP")
 ACTION: Kind[bool] = Kind("command-line action", _convert_action, is_flag=True)

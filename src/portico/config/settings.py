@@ -22,6 +22,7 @@ from portico.config.setting import (
     setting,
     uvicorn,
 )
+from portico.config.settings_gateways import GatewaySettings
 from portico.config.settings_process import ProcessSettings
 from portico.config.settings_static import StaticSettings
 from portico.config.settings_tls import TLSSettings
@@ -32,11 +33,11 @@ __all__ = ["ACTIONS", "ENV_PREFIX", "SETTINGS", "Config", "Setting"]
 
 #: The groups declared in modules of their own (a table per concern keeps each readable), in the
 #: order the reference lists them, after the settings of ``Config`` itself.
-_GROUPS = (TLSSettings, ProcessSettings, StaticSettings, WebSocketSettings)
+_GROUPS = (TLSSettings, ProcessSettings, StaticSettings, WebSocketSettings, GatewaySettings)
 
 
 @dataclass(frozen=True, slots=True)
-class Config(WebSocketSettings, StaticSettings, ProcessSettings, TLSSettings):
+class Config(GatewaySettings, WebSocketSettings, StaticSettings, ProcessSettings, TLSSettings):
     """Every setting of a Portico server, validated. Build it with ``portico.config.resolve``.
 
     The groups of ``_GROUPS`` are inherited from their own modules.
@@ -54,8 +55,10 @@ class Config(WebSocketSettings, StaticSettings, ProcessSettings, TLSSettings):
         ("127.0.0.1:8000",),
         kinds.BINDS,
         "Address to listen on: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH` or `fd://N` (a socket "
-        "inherited from the parent, e.g. systemd). Repeat the flag to listen on several; the "
-        "environment variable takes a comma- or space-separated list, the file a list.",
+        "inherited from the parent, e.g. systemd); after `uwsgi:` or `fastcgi:` (e.g. "
+        "`uwsgi:unix:/run/app.sock`) it speaks that protocol to nginx instead of HTTP, never "
+        "TLS. Repeat the flag to listen on several; the environment variable takes a comma- "
+        "or space-separated list, the file a list.",
         flags=("--bind", "-b"),
         repeatable=True,
         peers=(gunicorn("bind", "--bind", "-b"),),
@@ -484,9 +487,13 @@ class Config(WebSocketSettings, StaticSettings, ProcessSettings, TLSSettings):
     )
 
     def tls_for(self, spec: str) -> bool:
-        """Whether the bind ``spec`` serves TLS: every bind does when ``certfile`` is set,
-        except the ``insecure_bind`` ones."""
-        return self.certfile is not None and spec not in self.insecure_bind
+        """Whether the bind ``spec`` serves TLS: every HTTP bind does when ``certfile`` is set,
+        except the ``insecure_bind`` ones; a ``uwsgi:`` or ``fastcgi:`` bind never does."""
+        return (
+            self.certfile is not None
+            and spec not in self.insecure_bind
+            and kinds.bind_protocol(spec)[0] == "http"
+        )
 
 
 def _rows() -> list[dataclasses.Field[object]]:

@@ -268,20 +268,28 @@ class Exchange:
         return b"".join(lines)
 
 
+def error_response_parts(status: int, detail: str) -> tuple[bytes, bytes]:
+    """The fields (each line ended) and the body of an error response Portico writes itself,
+    over any protocol (HTTP/1.1 here, uwsgi and FastCGI in ``cgi_response``).
+
+    ``detail`` must be Portico's own words (the events guarantee it), never the peer's bytes.
+    """
+    body = b"%d %s\n%s\n" % (status, REASONS.get(status, b""), detail.encode("ascii", "replace"))
+    extra = b"retry-after: 1\r\n" if status == 503 else b""
+    fields = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s" % (
+        len(body),
+        extra,
+    )
+    return fields, body
+
+
 def error_response(status: int, detail: str) -> bytes:
     """A complete HTTP/1.1 error response with ``Connection: close``, for the server's own errors.
 
     ``detail`` must be Portico's own words (the events guarantee it), never client bytes.
     """
-    body = b"%d %s\n%s\n" % (status, REASONS.get(status, b""), detail.encode("ascii", "replace"))
-    extra = b"retry-after: 1\r\n" if status == 503 else b""
-    return b"%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s%s\r\n%s" % (
-        status_line(status),
-        len(body),
-        extra,
-        CONNECTION_CLOSE,
-        body,
-    )
+    fields, body = error_response_parts(status, detail)
+    return b"%s%s%s\r\n%s" % (status_line(status), fields, CONNECTION_CLOSE, body)
 
 
 def switching_protocols(headers: Headers, date: bytes, server: bytes) -> bytes:

@@ -50,6 +50,13 @@ DEFER_LIMIT: Final = 64 * 1024
 _FILE_THREADS: Final = 4
 _BUSY_BODY: Final = b"Service Unavailable\n"
 _BUSY_HEADERS: Final[Headers] = [(b"retry-after", b"1"), (b"content-type", b"text/plain")]
+_HEALTH_BODY: Final = b"OK\n"
+_HEALTH_HEADERS: Final[Headers] = [
+    (b"content-type", b"text/plain"),
+    (b"cache-control", b"no-store"),
+]
+_DRAINING_BODY: Final = b"Draining\n"
+_DRAINING_HEADERS: Final[Headers] = [*_HEALTH_HEADERS, (b"connection", b"close")]
 
 
 class Connection(Protocol):
@@ -116,6 +123,9 @@ class WorkerContext:
         #: requests handed to the app so far (``--max-requests`` recycles the worker)
         self.requests_served = 0
         self.closing = False
+        #: SIGTERM came (``--shutdown-delay`` may keep serving a while): health checks fail
+        self.draining = False
+        self._health_path = limits.health_path
         self.now = loop.time()
         self._ticker: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
@@ -148,7 +158,15 @@ class WorkerContext:
 
     def dispatch(self, stream: Stream) -> None:
         """Admit a request (503 over ``max_in_flight``) and hand it to the apps, once what its
-        trusted proxy says about it is applied (``runtime.origin``)."""
+        trusted proxy says about it is applied (``runtime.origin``). The ``--health-path`` is
+        answered here, before admission and without an app."""
+        health = self._health_path
+        if health is not None and stream.request.raw_path == health:
+            if self.draining or self.closing:
+                stream.start(503, list(_DRAINING_HEADERS), _DRAINING_BODY, True)
+            else:
+                stream.start(200, list(_HEALTH_HEADERS), _HEALTH_BODY, True)
+            return
         if stream.proxied and stream.request.proxy_fields is not False:
             resolver = self.resolver
             if resolver is not None:

@@ -17,8 +17,9 @@ from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel,
 from portico.protocols.events import Headers, Request, StreamError
 from portico.protocols.http11 import H1Connection
 from portico.runtime.context import Driver
+from portico.runtime.file_reads import INLINE_FILE, read_cached, send_file_by_reads
 
-__all__ = ["INLINE_FILE", "H1Owner", "H1Stream", "read_cached"]
+__all__ = ["H1Owner", "H1Stream"]
 
 # A client that went away while a file was being sent to it.
 _GONE: Final = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF})
@@ -49,30 +50,6 @@ class H1Owner(Driver):
     def detach(self) -> bytes:
         """Give the transport up to an upgrade; return the bytes after the handshake."""
         raise NotImplementedError
-
-
-#: Files up to this size are read (when the page cache has them) and written with the head.
-INLINE_FILE: Final = 64 * 1024
-
-
-def read_cached(fd: int, offset: int, count: int) -> bytes | None:
-    """``count`` bytes of the file at ``offset`` if the page cache holds them all, else ``None``:
-    ``RWF_NOWAIT`` makes the read refuse rather than wait for a disk (Linux 4.14), so the event
-    loop never blocks on it; a short read (the file shrank) is ``None`` too, and the caller's
-    slower path reports it."""
-    if count == 0:
-        return b""
-    if not _NOWAIT:
-        return None  # no way to read without waiting for a disk: leave it to sendfile
-    buffer = bytearray(count)
-    try:
-        got = os.preadv(fd, [buffer], offset, _NOWAIT)
-    except OSError:  # not cached (EAGAIN), or a file system without RWF_NOWAIT
-        return None
-    return bytes(buffer) if got == count else None
-
-
-_NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -233,7 +210,8 @@ class H1Stream(Stream):
                     await waiter
                 return
         if self.conn.sendfile_fd < 0:
-            await self._send_file_read(fd, offset, count)
+            # TLS encrypts in user space: no sendfile
+            await send_file_by_reads(self, self.conn, fd, offset, count)
         else:
             await self._send_file_native(fd, offset, count)
 
@@ -327,32 +305,6 @@ class H1Stream(Stream):
             if sock >= 0:
                 os.close(sock)
         return sent
-
-    async def _send_file_read(self, fd: int, offset: int, count: int) -> None:
-        """Read the file in a thread, a piece ahead of the one being written (TLS encrypts in
-        user space, so ``sendfile`` cannot be used); the protocol frames the pieces."""
-        loop = self.conn.loop
-        pool = self.conn.ctx.file_reader()
-        end = offset + count
-        position = offset
-        pending = loop.run_in_executor(pool, os.pread, fd, min(IO_UNIT, count), position)
-        try:
-            while True:
-                data = await pending
-                position += len(data)
-                left = end - position
-                if not data and left > 0:
-                    self.conn.abort()  # the file shrank: a truncated body must not look whole
-                    raise AppError(f"file ended after {position - offset} of {count} bytes")
-                if left > 0:
-                    pending = loop.run_in_executor(pool, os.pread, fd, min(IO_UNIT, left), position)
-                waiter = self.write(data, left <= 0)
-                if waiter is not None:
-                    await waiter
-                if left <= 0:
-                    return
-        finally:
-            pending.cancel()  # a read ahead nobody will write (the client left)
 
     def response_started(self) -> bool:
         return self._started

@@ -2,8 +2,9 @@
 in one place.
 
 The defaults live in one place only, the settings table (``portico.config.settings``); the option
-objects of the protocols and gateways (``H1Limits``, ``WSOptions``, ``StaticOptions``) have no
-defaults of their own, and this module is the only code that maps settings onto them
+objects of the protocols and gateways (``H1Limits``, ``UwsgiLimits``, ``FastCGILimits``,
+``WSOptions``, ``StaticOptions``) have no defaults of their own, and this module is the only code
+that maps settings onto them
 (``tests/test_limits.py`` pins that every field comes from its setting). A new protocol adds its
 limits here.
 """
@@ -16,8 +17,10 @@ from portico.config import Config
 from portico.errors import AppError, ConfigError
 from portico.gateways.static_options import StaticOptions, parse_mount
 from portico.protocols.events import Headers
+from portico.protocols.fastcgi import FastCGILimits
 from portico.protocols.headers import check_response_field
 from portico.protocols.http11 import H1Limits
+from portico.protocols.uwsgi import UwsgiLimits
 from portico.protocols.websocket import WSOptions
 
 __all__ = ["Limits", "ProxyTrust", "WSLimits", "build_limits", "default_headers"]
@@ -67,6 +70,8 @@ class Limits:
     """What one worker's connections may hold and for how long, and how they are served."""
 
     h1: H1Limits
+    uwsgi: UwsgiLimits
+    fastcgi: FastCGILimits
     websocket: WSLimits
     header_timeout: float
     keepalive_timeout: float
@@ -76,6 +81,8 @@ class Limits:
     static: StaticOptions
     #: ``--header``: fields added to every response that lacks a field of that name
     headers: Headers
+    #: the path the worker answers itself (``--health-path``), as the raw request path
+    health_path: bytes | None
 
 
 def build_limits(config: Config) -> Limits:
@@ -86,6 +93,18 @@ def build_limits(config: Config) -> Limits:
             max_header_count=config.max_header_count,
             max_header_bytes=config.max_header_bytes,
             max_body_size=config.max_body_size,
+        ),
+        uwsgi=UwsgiLimits(
+            max_vars_size=config.cgi_max_vars_size,
+            max_var_count=config.cgi_max_var_count,
+            max_body_size=config.max_body_size,
+        ),
+        fastcgi=FastCGILimits(
+            max_params_size=config.cgi_max_vars_size,
+            max_param_count=config.cgi_max_var_count,
+            max_body_size=config.max_body_size,
+            max_management_size=config.fastcgi_max_management_size,
+            max_connections=config.max_connections,
         ),
         websocket=WSLimits(
             protocol=WSOptions(
@@ -120,6 +139,7 @@ def build_limits(config: Config) -> Limits:
             fingerprint=config.static_fingerprint,
         ),
         headers=default_headers(config),
+        health_path=None if config.health_path is None else config.health_path.encode("ascii"),
     )
 
 

@@ -58,7 +58,11 @@ class Listeners:
         try:
             if activated:
                 log.info("using %d socket(s) from systemd socket activation", len(activated))
-                self.shared = [(f"fd://{sock.fileno()}", sock) for sock in activated]
+                # a bind naming the fd keeps its protocol (``--bind uwsgi:fd://3``)
+                named = {parse_bind(spec)[2]: spec for spec in binds if parse_bind(spec)[0] == "fd"}
+                self.shared = [
+                    (named.get(sock.fileno(), f"fd://{sock.fileno()}"), sock) for sock in activated
+                ]
                 return
             for spec in binds:
                 kind = parse_bind(spec)[0]
@@ -70,7 +74,7 @@ class Listeners:
                     sock = create_socket(spec, backlog, dual_stack=dual_stack, umask=umask)
                 self.shared.append((spec, sock))
                 if kind == "unix":
-                    self.unix_paths.append(spec[5:])
+                    self.unix_paths.append(parse_bind(spec)[1])
         except BaseException:
             self.close()
             raise

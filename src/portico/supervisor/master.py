@@ -19,6 +19,7 @@ worker more/less, USR1 reopen logs, USR2 start a new master that inherits the so
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import selectors
 import signal
@@ -29,24 +30,24 @@ from typing import TYPE_CHECKING
 
 from portico import logs
 from portico.config.hooks import CfgView, Hooks, ServerView, WorkerHooks, WorkerView
+from portico.config.kinds import bind_protocol
 from portico.errors import EXIT_OK, StartupError
 from portico.logs import error_log as log
 from portico.runtime.binds import describe
-from portico.supervisor.listeners import INHERIT_ENV, Listeners, inherit_env
+from portico.supervisor.listeners import Listeners
 from portico.supervisor.notify import Notifier
 from portico.supervisor.process import (
     MASTER_SIGNALS,
     Boot,
     PidFile,
     Worker,
-    alive,
     describe_exit,
-    exec_new_master,
     overdue,
     run_worker,
 )
 from portico.supervisor.reloader import Watcher
 from portico.supervisor.title import set_title
+from portico.supervisor.upgrade import Upgrade
 from portico.worker.link import BEAT, READY, RETIRE, MasterLink, parse
 
 if TYPE_CHECKING:
@@ -107,8 +108,8 @@ class Master:
         self.announced = False
         self.reloading = False
         self.watcher = Watcher()
-        self.upgrade_pid = 0
         self.pid_file = PidFile(config.pid_file, self.pid)
+        self.upgrade = Upgrade(self.pid, self.pid_file)
         self.notifier = Notifier(self.environ)
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
@@ -256,7 +257,9 @@ class Master:
             assert self.listeners is not None
             for spec, sock in self.listeners.describe_for_log():
                 log.info(
-                    "Portico serving %s on %s", name, describe(sock, self.config.tls_for(spec))
+                    "Portico serving %s on %s",
+                    name,
+                    describe(sock, self.config.tls_for(spec), bind_protocol(spec)[0]),
                 )
             log.info(
                 "master %d: %d worker(s) ready: %s",
@@ -279,7 +282,8 @@ class Master:
             return
         now = time.monotonic()
         worker.stopping_at = now
-        grace = FAST_STOP_GRACE if fast else self.config.graceful_timeout + STOP_MARGIN
+        drain = self.config.shutdown_delay + self.config.graceful_timeout
+        grace = FAST_STOP_GRACE if fast else drain + STOP_MARGIN
         deadline = now + grace
         worker.kill_at = deadline if worker.kill_at is None else min(worker.kill_at, deadline)
         self._signal(worker, signal.SIGQUIT if fast else signal.SIGTERM)
@@ -299,8 +303,8 @@ class Master:
             code = os.waitstatus_to_exitcode(status)
             if pid == self.watcher.pid:
                 self.watcher.exited(code, quietly=bool(self.stopping))
-            elif pid == self.upgrade_pid:
-                self._upgrade_exited(code)
+            elif pid == self.upgrade.pid:
+                self.upgrade.exited(code)
             elif pid in self.workers:
                 self._worker_exited(self.workers.pop(pid), code)
 
@@ -519,7 +523,9 @@ class Master:
                     self._signal(worker, signal.SIGUSR1)
                 log.info("log files reopened")
             elif signum == signal.SIGUSR2:
-                self._upgrade()
+                assert self.listeners is not None
+                pre_exec = functools.partial(self.hooks.call, "pre_exec", self.server)
+                self.upgrade.start(self.listeners, self.environ, pre_exec)
 
     def _begin_stop(self, how: str) -> None:
         fast = how == "fast"
@@ -534,7 +540,7 @@ class Master:
         if self.listeners is not None:
             # Stop taking connections at once: refused, a client or balancer tries elsewhere,
             # while queued behind workers that are leaving it would wait and then be reset.
-            self.listeners.close(unlink=not alive(self.upgrade_pid))
+            self.listeners.close(unlink=not self.upgrade.running())
         self.watcher.stop()
 
     # --- --reload -----------------------------------------------------------------
@@ -556,40 +562,13 @@ class Master:
             if not self.stopping:
                 self._reload(f"--reload: {change} changed", reread=False)
 
-    # --- SIGUSR2 --------------------------------------------------------------------
-
-    def _upgrade(self) -> None:
-        """Start a new master from the same command line; it takes over our sockets.
-
-        Both masters serve until the old one is told to stop (SIGTERM), as with nginx's and
-        gunicorn's binary upgrade; if the new one fails, the old one simply goes on.
-        """
-        if self.upgrade_pid:
-            log.warning("SIGUSR2: a new master (%d) is already running", self.upgrade_pid)
-            return
-        assert self.listeners is not None
-        entries = self.listeners.inheritable()
-        env = dict(self.environ)
-        env[INHERIT_ENV] = inherit_env(entries)
-        pid = exec_new_master(entries, env, lambda: self.hooks.call("pre_exec", self.server))
-        self.upgrade_pid = pid
-        log.info(
-            "SIGUSR2: started a new master %d; stop this one (%d) when it serves", pid, self.pid
-        )
-        self.pid_file.step_aside()
-
-    def _upgrade_exited(self, code: int) -> None:
-        log.error("the new master %d exited (code %d); this master goes on", self.upgrade_pid, code)
-        self.upgrade_pid = 0
-        self.pid_file.take_back()
-
     def _cleanup(self) -> None:
         for worker in list(self.workers.values()):  # only on an unexpected error in the loop
             self._signal(worker, signal.SIGKILL)
         self.watcher.stop()
         if self.listeners is not None:
             # after SIGUSR2 the new master serves the unix sockets: leave their files
-            self.listeners.close(unlink=not alive(self.upgrade_pid))
+            self.listeners.close(unlink=not self.upgrade.running())
         self.pid_file.remove()
         signal.set_wakeup_fd(-1)
         self.selector.close()

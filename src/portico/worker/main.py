@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from portico import logs
+from portico.config.kinds import bind_protocol
 from portico.errors import EXIT_OK, ConfigError, StartupError
 from portico.gateways.lifespan import Lifespan
 from portico.gateways.loader import LoadedApp, load_app
@@ -116,7 +117,9 @@ def serve(
     apps = preloaded if preloaded is not None else load(config)
     if hooks is not None:
         hooks.call("post_worker_init")
-    listeners = [Listener(sock, config.tls_for(spec)) for spec, sock in sockets]
+    listeners = [
+        Listener(sock, config.tls_for(spec), bind_protocol(spec)[0]) for spec, sock in sockets
+    ]
     pools: dict[str, WSGIPool] = {}
     for prefix, loaded in apps.apps:
         if loaded.interface == "wsgi":
@@ -250,6 +253,7 @@ async def _run(  # noqa: PLR0917 -- private
     # cuts that work while still bounding cyclic garbage.
     gc.set_threshold(20_000, 20, 20)
     stop = loop.create_future()
+    hurry: asyncio.Future[None] = loop.create_future()  # cuts --shutdown-delay short
     requested: list[int] = []
 
     def on_signal(signum: int) -> None:
@@ -258,7 +262,9 @@ async def _run(  # noqa: PLR0917 -- private
         requested.append(signum)
         if not stop.done():
             stop.set_result(signum)
-        elif len(requested) > 1 and signum == signal.SIGINT:
+        elif signum != signal.SIGTERM and not hurry.done():
+            hurry.set_result(None)
+        if len(requested) > 1 and signum == signal.SIGINT:
             # a second Ctrl-C: stop waiting for requests in flight
             server.ctx.abort_all()
 
@@ -276,6 +282,15 @@ async def _run(  # noqa: PLR0917 -- private
         signal.Signals(signum).name,
         " gracefully" if graceful else "",
     )
+    if graceful and config.shutdown_delay:
+        # keep serving while --health-path says 503, so load balancers stop sending first
+        server.ctx.draining = True
+        log.info(
+            "worker %d: serving %gs more (--shutdown-delay)",
+            os.getpid(),
+            config.shutdown_delay,
+        )
+        await asyncio.wait({hurry}, timeout=config.shutdown_delay)
     await server.shutdown(config.graceful_timeout if graceful else FAST_SHUTDOWN_TIMEOUT)
     for lifespan in reversed(lifespans):
         await lifespan.shutdown()
