@@ -159,7 +159,7 @@ class H2Sending(H2FlowControl):
         """End the connection now: GOAWAY with the last stream processed; then close."""
         if self.finished:
             return
-        self._out.append(goaway_frame(self._last_stream_id, error_code, detail.encode("ascii")))
+        self._out.append(goaway_frame(self._last_stream_id, error_code, detail.encode()))
         self.finished = True
 
     def start_graceful_close(self) -> None:

@@ -480,6 +480,6 @@ class H2Connection(H2Sending):
     def _connection_error(self, code: int, detail: str) -> None:
         if self.finished:
             return
-        self._out.append(goaway_frame(self._last_stream_id, code, detail.encode("ascii")))
+        self._out.append(goaway_frame(self._last_stream_id, code, detail.encode()))
         self.finished = True
         self._events.append(CloseConnection(code, detail))
