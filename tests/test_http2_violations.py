@@ -439,3 +439,12 @@ def test_stalled_streams_are_exposed_for_the_driver_timeout() -> None:
     assert server.stalled_streams == [1]
     server.reset_stream(1)
     assert server.stalled_streams == []
+
+
+def test_a_pseudo_field_seen_before_is_still_refused_late() -> None:
+    # the checks cache valid fields; a pseudo-field once valid in place must not pass later
+    server = raw_server()
+    assert len(requests(server.receive_data(headers_frame(1, GET)))) == 1
+    late = [*GET[:3], (b"accept", b"*/*"), GET[3]]
+    assert server.receive_data(headers_frame(3, late)) == []
+    assert resets(server.data_to_send()) == {3: PROTOCOL_ERROR}

@@ -57,6 +57,7 @@ _SPECIAL: Final[dict[bytes, int]] = {
 # hands back the very same bytes objects, so a set look-up replaces two regular expressions.
 # Bounded; cleared when full.
 _valid_fields: Final[set[tuple[bytes, bytes]]] = set()
+_valid_pseudo: Final[set[tuple[bytes, bytes]]] = set()
 _VALID_FIELDS_ENTRIES: Final = 4096
 _schemes: Final[dict[bytes, str]] = {b"https": "https", b"http": "http"}
 _new_tuple: Final = tuple.__new__
@@ -74,9 +75,13 @@ def _check_field(stream_id: int, field: tuple[bytes, bytes]) -> None:
         raise _malformed(stream_id, "invalid or upper-case header field name")
     if _invalid_value(value):
         raise _malformed(stream_id, "invalid header field value")
-    if len(_valid_fields) >= _VALID_FIELDS_ENTRIES:
-        _valid_fields.clear()
-    _valid_fields.add(field)
+    _remember(_valid_fields, field)
+
+
+def _remember(valid: set[tuple[bytes, bytes]], field: tuple[bytes, bytes]) -> None:
+    if len(valid) >= _VALID_FIELDS_ENTRIES:
+        valid.clear()
+    valid.add(field)
 
 
 def _method(stream_id: int, raw: bytes) -> str:
@@ -127,8 +132,10 @@ def request_from_headers(
             break
         index += 1
         value = field[1]
-        if _invalid_value(value):
-            raise _malformed(stream_id, "invalid pseudo-header field value")
+        if field not in _valid_pseudo:  # kept apart: a pseudo-field is never a valid regular one
+            if _invalid_value(value):
+                raise _malformed(stream_id, "invalid pseudo-header field value")
+            _remember(_valid_pseudo, field)
         if name == b":path":
             if path is not None:
                 raise _malformed(stream_id, "repeated :path")

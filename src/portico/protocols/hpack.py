@@ -318,9 +318,13 @@ class Decoder:
         end = len(data)
         while pos < end:
             byte = data[pos]
-            if byte & 0x80:  # §6.1 indexed field
-                index, pos = _read_integer(data, pos, 0x7F)
-                field = self._get(index)
+            if byte & 0x80:  # §6.1 indexed field: most of a request, after the first
+                index = byte & 0x7F
+                if index == 0x7F:
+                    index, pos = _read_integer(data, pos, 0x7F)
+                else:
+                    pos += 1
+                field = STATIC_TABLE[index - 1] if 0 < index <= _STATIC_COUNT else self._get(index)
             elif byte & 0x40:  # §6.2.1 literal with incremental indexing
                 index, pos = _read_integer(data, pos, 0x3F)
                 if index:
