@@ -25,6 +25,11 @@ import h2.config
 import h2.connection
 import h2.events
 
+import portico
+from portico.protocols import http2
+from portico.protocols.events import Request
+from portico.protocols.http2 import H2Connection
+
 BATCH = 10
 BROWSER = [
     (b":method", b"GET"),
@@ -69,9 +74,6 @@ def client_bytes(requests: int) -> tuple[bytes, list[bytes]]:
 
 
 def run_portico(preface: bytes, batches: list[bytes]) -> float:
-    from portico.protocols.events import Request
-    from portico.protocols.http2 import H2Connection
-
     server = H2Connection()
     server.data_to_send()
     server.receive_data(preface)
@@ -119,15 +121,11 @@ def best_us(run: object, preface: bytes, batches: list[bytes], repeat: int) -> f
 
 
 def compiled() -> bool:
-    import portico.protocols.http2 as module
-
-    return not (module.__file__ or "").endswith(".py")
+    return not (http2.__file__ or "").endswith(".py")
 
 
 def pure_copy() -> str:
     """A copy of the sources without compiled modules, for the pure-Python figure."""
-    import portico
-
     source = Path(portico.__file__).parent
     target = Path(tempfile.mkdtemp(prefix="h2proto-")) / "portico"
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
