@@ -461,3 +461,33 @@ def test_our_preface_settings() -> None:
     (settings_out, window) = frames(H2Connection().data_to_send())
     assert settings_out.settings == {3: 100, 6: 65536, 4: 256 * 1024, 8: 1}
     assert window.window_increment == (1 << 20) - 65535
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_frame_size": 16383},
+        {"max_frame_size": 1 << 24},
+        {"initial_window_size": 1 << 31},
+        {"connection_window_size": 1000},
+        {"max_concurrent_streams": 0},
+        {"reset_budget": 0},
+        {"header_table_size": -1},
+    ],
+)
+def test_limits_are_checked(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        H2Limits(**bad)  # type: ignore[arg-type]
+
+
+def test_limits_become_our_settings() -> None:
+    limits = H2Limits(
+        max_concurrent_streams=7,
+        initial_window_size=65535,
+        max_frame_size=32768,
+        header_table_size=0,
+        enable_connect_protocol=False,
+        connection_window_size=65535,
+    )
+    (settings_out,) = frames(H2Connection(limits).data_to_send())
+    assert settings_out.settings == {3: 7, 6: 65536, 5: 32768, 1: 0}
