@@ -199,6 +199,7 @@ CONNECTION_ERRORS = {
     "frame above MAX_FRAME_SIZE": (_data(1, b"x" * 16385), FRAME_SIZE_ERROR),
     "DATA on stream 0": (b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x", PROTOCOL_ERROR),
     "DATA on an idle stream": (_data(1, b"x"), PROTOCOL_ERROR),
+    "DATA on an even (never opened) stream": (headers_frame(5, GET) + _data(2, b"x"), 1),
     "HEADERS on stream 0": (b"\x00\x00\x01\x01\x05\x00\x00\x00\x00\x82", PROTOCOL_ERROR),
     "even stream id": (headers_frame(2, GET), PROTOCOL_ERROR),
     "stream id going down": (headers_frame(5, GET) + headers_frame(3, GET), PROTOCOL_ERROR),

@@ -290,7 +290,8 @@ class H2FlowControl:
         state = self._closed.get(stream_id, -1)
         if state >= 0:
             return state
-        return IDLE if stream_id > self._last_stream_id else CLOSED
+        # even ids are ours to open, and we never do (no push): they stay idle
+        return IDLE if stream_id > self._last_stream_id or not stream_id & 1 else CLOSED
 
     def remember_closed(self, stream_id: int, state: int) -> None:
         closed = self._closed

@@ -25,7 +25,6 @@ from portico.protocols.h2_stream import (
     SEND_DATA,
     SEND_END_STREAM,
     SEND_HEADERS,
-    SEND_RST,
     H2Stream,
     transition,
 )
@@ -151,7 +150,6 @@ class H2Sending(H2FlowControl):
         stream = self._streams.get(stream_id)
         if stream is None or self.finished:
             return
-        transition(stream.state, SEND_RST)
         self._out.append(rst_stream_frame(stream_id, error_code))
         self._close_stream(stream, CLOSED_RESET_SENT)
 

@@ -37,6 +37,7 @@ from portico.protocols.h2_errors import (
     FRAME_SIZE_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
+    STREAM_CLOSED,
     H2ConnectionError,
     H2StreamError,
     HeaderListTooLarge,
@@ -228,7 +229,7 @@ class H2Connection(H2Sending):
             return
         if stream.state == HALF_CLOSED_REMOTE:
             self.credit_connection(length)
-            raise H2StreamError(stream_id, 0x5, "DATA after END_STREAM")
+            raise H2StreamError(stream_id, STREAM_CLOSED, "DATA after END_STREAM")
         if length > stream.recv_window:
             self.credit_connection(length)
             raise H2StreamError(stream_id, FLOW_CONTROL_ERROR, "DATA beyond the stream window")
@@ -349,7 +350,7 @@ class H2Connection(H2Sending):
         self._active += 1
         self._useful()
         if too_large:
-            event: H2Event = self._refusal(stream_id, 431, "request header list too large")
+            event: H2Event = StreamError(stream_id, 431, "request header list too large")
         else:
             event, stream.expected_length = request_from_headers(
                 stream_id, headers, end_stream, self._extended_connect
@@ -446,9 +447,6 @@ class H2Connection(H2Sending):
         self._check_finished()
 
     # ------------------------------------------------------------------ errors and budgets
-
-    def _refusal(self, stream_id: int, status: int, detail: str) -> H2Event:
-        return StreamError(stream_id, status, detail)
 
     def _stream_error(self, stream_id: int, code: int, spend: bool = True) -> None:
         """Reset a stream the client broke; CVE-2025-8671 (MadeYouReset) counts these."""
