@@ -27,6 +27,14 @@ HOT_PATH = [
     "src/portico/runtime/tls_transport.py",
     "src/portico/protocols/websocket.py",
     "src/portico/runtime/ws_engine.py",
+    "src/portico/protocols/hpack.py",
+    "src/portico/protocols/h2_frames.py",
+    "src/portico/protocols/h2_stream.py",
+    "src/portico/protocols/h2_request.py",
+    "src/portico/protocols/h2_response.py",
+    "src/portico/protocols/h2_flow.py",
+    "src/portico/protocols/h2_send.py",
+    "src/portico/protocols/http2.py",
 ]
 
 
