@@ -26,9 +26,11 @@ import h2.connection
 import h2.events
 
 import portico
+from portico.config import Config
 from portico.protocols import http2
 from portico.protocols.events import Request
 from portico.protocols.http2 import H2Connection
+from portico.runtime.limits import build_limits
 
 BATCH = 10
 BROWSER = [
@@ -74,7 +76,7 @@ def client_bytes(requests: int) -> tuple[bytes, list[bytes]]:
 
 
 def run_portico(preface: bytes, batches: list[bytes]) -> float:
-    server = H2Connection()
+    server = H2Connection(build_limits(Config()).h2.protocol)
     server.data_to_send()
     server.receive_data(preface)
     headers = [(b"content-type", b"text/plain")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -13,10 +14,18 @@ import h2.settings
 import hpack
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
 
+from portico.config import Config
 from portico.protocols.events import Request
 from portico.protocols.h2_events import H2Event
 from portico.protocols.h2_frames import PREFACE
 from portico.protocols.http2 import H2Connection, H2Limits
+from portico.runtime.limits import build_limits
+
+
+def h2_limits(**fields: Any) -> H2Limits:
+    """The limits a server has by default (from the settings table), with ``fields`` changed."""
+    return dataclasses.replace(build_limits(Config()).h2.protocol, **fields)
+
 
 GET = [
     (b":method", b"GET"),
@@ -64,7 +73,7 @@ class Pair:
             self.client.update_settings(
                 {codes[name.upper()]: value for name, value in client_settings.items()}
             )
-        self.server = H2Connection(limits)
+        self.server = H2Connection(limits or h2_limits())
         self.mode = mode
         self.seed = 0
         self.client_events: list[h2.events.Event] = []
@@ -110,7 +119,7 @@ def headers_frame(
 
 
 def raw_server(limits: H2Limits | None = None, settings: dict[int, int] | None = None) -> Any:
-    server = H2Connection(limits)
+    server = H2Connection(limits or h2_limits())
     assert server.receive_data(preface(settings)) == []
     server.data_to_send()
     return server

@@ -68,6 +68,7 @@ EXPECTED_FIELDS = {
     "cert_reqs": "none",
     "ciphers": None,
     "tls_min_version": "1.2",
+    "http_protocols": ("h1", "h2"),
     "app_dir": ".",
     "factory": False,
     "interface": "auto",
@@ -112,6 +113,20 @@ EXPECTED_FIELDS = {
     "ws_deflate_memory_level": 5,
     "ws_write_limit": 65536,
     "config_file": None,
+    "h2_max_concurrent_streams": 100,
+    "h2_initial_window_size": 262144,
+    "h2_connection_window_size": 1048576,
+    "h2_max_frame_size": 16384,
+    "h2_header_table_size": 4096,
+    "h2_enable_connect_protocol": True,
+    "h2_header_block_margin": 4096,
+    "h2_max_continuation_frames": 32,
+    "h2_reset_budget": 200,
+    "h2_control_frame_budget": 1000,
+    "h2_small_window_update": 1024,
+    "h2_max_queued_control_bytes": 65536,
+    "h2_closed_streams_remembered": 256,
+    "h2_write_timeout": 30.0,
 }
 
 

@@ -30,12 +30,13 @@ from portico.protocols.h2_frames import (
     settings_frame,
     window_update_frame,
 )
-from portico.protocols.http2 import H2Connection, H2Limits
+from portico.protocols.http2 import H2Connection
 from tests.h2util import (
     GET,
     Pair,
     feed,
     frames,
+    h2_limits,
     headers_frame,
     raw_server,
     request_headers,
@@ -120,7 +121,7 @@ def test_many_concurrent_streams_interleaved() -> None:
 
 
 def test_upload_is_bounded_until_the_app_consumes_it() -> None:
-    limits = H2Limits(initial_window_size=65535, connection_window_size=65535)
+    limits = h2_limits(initial_window_size=65535, connection_window_size=65535)
     pair = Pair(limits)
     stream_id = pair.request(request_headers(b"POST"), end_stream=False)
     pair.to_server()
@@ -138,7 +139,7 @@ def test_upload_is_bounded_until_the_app_consumes_it() -> None:
 
 
 def test_small_acknowledgements_are_batched() -> None:
-    pair = Pair(H2Limits(initial_window_size=65535, connection_window_size=65535))
+    pair = Pair(h2_limits(initial_window_size=65535, connection_window_size=65535))
     stream_id = pair.request(request_headers(b"POST"), end_stream=False)
     pair.client.send_data(stream_id, b"x" * 1000)
     pair.to_server()
@@ -170,7 +171,7 @@ def test_response_respects_the_peer_windows_and_frame_size() -> None:
 
 
 def test_data_frames_follow_the_peer_max_frame_size() -> None:
-    pair = Pair(H2Limits(), max_frame_size=20000)
+    pair = Pair(h2_limits(), max_frame_size=20000)
     pair.to_server()
     stream_id = pair.request()
     pair.to_server()
@@ -458,8 +459,9 @@ def test_frames_we_write_parse_in_hyperframe() -> None:
 
 
 def test_our_preface_settings() -> None:
-    (settings_out, window) = frames(H2Connection().data_to_send())
-    assert settings_out.settings == {3: 100, 6: 65536, 4: 256 * 1024, 8: 1}
+    (settings_out, window) = frames(H2Connection(h2_limits()).data_to_send())
+    # the header-list bound is the HTTP/1.1 one: 64 KiB of fields, plus 32 for each of 100
+    assert settings_out.settings == {3: 100, 6: 65536 + 3200, 4: 256 * 1024, 8: 1}
     assert window.window_increment == (1 << 20) - 65535
 
 
@@ -477,11 +479,11 @@ def test_our_preface_settings() -> None:
 )
 def test_limits_are_checked(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
-        H2Limits(**bad)  # type: ignore[arg-type]
+        h2_limits(**bad)
 
 
 def test_limits_become_our_settings() -> None:
-    limits = H2Limits(
+    limits = h2_limits(
         max_concurrent_streams=7,
         initial_window_size=65535,
         max_frame_size=32768,
@@ -490,4 +492,4 @@ def test_limits_become_our_settings() -> None:
         connection_window_size=65535,
     )
     (settings_out,) = frames(H2Connection(limits).data_to_send())
-    assert settings_out.settings == {3: 7, 6: 65536, 5: 32768, 1: 0}
+    assert settings_out.settings == {3: 7, 6: 65536 + 3200, 5: 32768, 1: 0}

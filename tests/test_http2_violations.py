@@ -35,10 +35,11 @@ from portico.protocols.h2_errors import (
 )
 from portico.protocols.h2_events import CloseConnection, StreamReset
 from portico.protocols.h2_frames import PREFACE
-from portico.protocols.http2 import H2Connection, H2Limits
+from portico.protocols.http2 import H2Connection
 from tests.h2util import (
     GET,
     goaway_code,
+    h2_limits,
     headers_frame,
     raw_server,
     request_headers,
@@ -155,7 +156,7 @@ def test_bad_trailers_reset_the_stream(trailers: list[Any], end_stream: bool) ->
 
 
 def test_hpack_bomb_gets_431_and_the_connection_continues() -> None:
-    limits = H2Limits(max_header_list_size=8192, header_table_size=8192)
+    limits = h2_limits(max_header_list_size=8192, header_table_size=8192)
     server = raw_server(limits)
     encoder = hpack.Encoder()
     server.receive_data(headers_frame(1, [*GET, (b"x-big", b"v" * 4000)], encoder=encoder))
@@ -172,12 +173,12 @@ def test_hpack_bomb_gets_431_and_the_connection_continues() -> None:
 
 
 def test_bad_preface() -> None:
-    server = H2Connection()
+    server = H2Connection(h2_limits())
     _closed_with(server, b"GET / HTTP/1.1\r\n\r\n", PROTOCOL_ERROR)
 
 
 def test_preface_not_followed_by_settings() -> None:
-    _closed_with(H2Connection(), PREFACE + _serialize(PingFrame(0)), PROTOCOL_ERROR)
+    _closed_with(H2Connection(h2_limits()), PREFACE + _serialize(PingFrame(0)), PROTOCOL_ERROR)
 
 
 def _settings(values: dict[int, int]) -> bytes:
@@ -254,7 +255,7 @@ def test_connection_errors(case: str) -> None:
 
 
 def test_data_beyond_the_connection_window() -> None:
-    limits = H2Limits(connection_window_size=65535, max_frame_size=70000)
+    limits = h2_limits(connection_window_size=65535, max_frame_size=70000)
     server = raw_server(limits)
     server.receive_data(_serialize(SettingsFrame(0, flags=["ACK"])))  # our 256 KiB stream window
     _open_post(server)
@@ -290,7 +291,7 @@ def test_stream_errors() -> None:
 
 
 def test_data_beyond_the_stream_window() -> None:
-    server = raw_server(H2Limits(initial_window_size=65535, max_frame_size=65536 * 2))
+    server = raw_server(h2_limits(initial_window_size=65535, max_frame_size=65536 * 2))
     server.receive_data(_settings({}))
     _open_post(server)
     assert _reset_code(server, _data(1, b"x" * 65536)) == FLOW_CONTROL_ERROR
@@ -317,14 +318,14 @@ def test_unknown_frames_and_priority_are_ignored() -> None:
 
 
 def test_max_concurrent_streams_refuses_extra_streams() -> None:
-    server = raw_server(H2Limits(max_concurrent_streams=2))
+    server = raw_server(h2_limits(max_concurrent_streams=2))
     wire = b"".join(headers_frame(i, POST, False) for i in (1, 3, 5))
     assert len(requests(server.receive_data(wire))) == 2
     assert resets(server.data_to_send()) == {5: REFUSED_STREAM}
 
 
 def test_persistent_refusals_end_the_connection() -> None:
-    server = raw_server(H2Limits(max_concurrent_streams=1, reset_budget=50))
+    server = raw_server(h2_limits(max_concurrent_streams=1, reset_budget=50))
     server.receive_data(headers_frame(1, POST, False))
     wire = b"".join(headers_frame(i, GET) for i in range(3, 300, 2))
     _closed_with(server, wire, ENHANCE_YOUR_CALM)
@@ -332,7 +333,7 @@ def test_persistent_refusals_end_the_connection() -> None:
 
 def test_rapid_reset_ends_the_connection() -> None:
     # CVE-2023-44487: open and cancel streams as fast as possible
-    server = raw_server(H2Limits(reset_budget=100))
+    server = raw_server(h2_limits(reset_budget=100))
     encoder = hpack.Encoder()
     wire = b"".join(
         headers_frame(i, GET, encoder=encoder) + _serialize(RstStreamFrame(i, 8))
@@ -344,7 +345,7 @@ def test_rapid_reset_ends_the_connection() -> None:
 
 
 def test_completed_responses_refill_the_reset_budget() -> None:
-    server = raw_server(H2Limits(reset_budget=10))
+    server = raw_server(h2_limits(reset_budget=10))
     encoder = hpack.Encoder()
     for i in range(1, 400, 4):  # a browser: many responses, some cancellations
         server.receive_data(headers_frame(i, GET, encoder=encoder))
@@ -356,7 +357,7 @@ def test_completed_responses_refill_the_reset_budget() -> None:
 
 def test_made_you_reset_counts_server_resets() -> None:
     # CVE-2025-8671: make the server reset streams by breaking the protocol on them
-    server = raw_server(H2Limits(reset_budget=100))
+    server = raw_server(h2_limits(reset_budget=100))
     encoder = hpack.Encoder()
     wire = b"".join(
         headers_frame(i, POST, False, encoder=encoder) + _window_update(i, 0)
@@ -376,7 +377,7 @@ def test_continuation_flood_is_bounded_in_frames() -> None:
 
 
 def test_continuation_flood_is_bounded_in_bytes() -> None:
-    server = raw_server(H2Limits(max_header_list_size=4096, max_continuation_frames=1000))
+    server = raw_server(h2_limits(max_header_list_size=4096, max_continuation_frames=1000))
     wire = _headers_without_end(1) + _serialize(ContinuationFrame(1, b"\x82" * 16000)) * 5
     _closed_with(server, wire, ENHANCE_YOUR_CALM)
     assert server._block_size <= 4096 + 4096 + 16000
@@ -412,7 +413,7 @@ def test_empty_data_flood() -> None:
 
 
 def test_useful_frames_pay_for_control_frames() -> None:
-    server = raw_server(H2Limits(control_frame_budget=10))
+    server = raw_server(h2_limits(control_frame_budget=10))
     _open_post(server)
     for _ in range(500):  # a PING between body pieces now and then is fine
         server.receive_data(_serialize(PingFrame(0, b"12345678")) + _data(1, b"chunk"))
@@ -421,7 +422,7 @@ def test_useful_frames_pay_for_control_frames() -> None:
 
 
 def test_replies_the_client_never_reads_are_bounded() -> None:
-    limits = H2Limits(control_frame_budget=100_000, max_queued_control_bytes=4096)
+    limits = h2_limits(control_frame_budget=100_000, max_queued_control_bytes=4096)
     server = raw_server(limits)
     ping = _serialize(PingFrame(0, b"12345678"))
     events = []

@@ -11,90 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from portico.config import kinds
-from portico.config.kinds import Kind
+from portico.config.setting import ENV_PREFIX, METADATA_KEY, Setting
+from portico.config.setting import setting as _setting
+from portico.config.settings_http2 import HTTP2Settings
 
-__all__ = ["ACTIONS", "SETTINGS", "Config", "Setting", "by_name"]
-
-T = TypeVar("T")
-
-_METADATA_KEY = "portico.setting"
-ENV_PREFIX = "PORTICO_"
+__all__ = ["ACTIONS", "ENV_PREFIX", "SETTINGS", "Config", "Setting", "by_name"]
 
 
 @dataclass(frozen=True, slots=True)
-class Setting:
-    """One row of the table."""
+class Config(HTTP2Settings):
+    """Every setting of a Portico server, validated. Build it with ``portico.config.resolve``.
 
-    name: str
-    kind: Kind[Any]
-    default: object
-    doc: str
-    #: option strings, e.g. ``("--bind", "-b")``; a boolean lists its ``--no-`` form too
-    flags: tuple[str, ...] = ()
-    #: metavar of a positional argument (``APP``), empty for options
-    positional: str = ""
-    #: a flag that may be given several times, each adding to a list
-    repeatable: bool = False
-    #: environment variables read after ``PORTICO_<NAME>``, in order (``WEB_CONCURRENCY``)
-    env_fallbacks: tuple[str, ...] = ()
-    #: an action of the command line (``--version``), not a field of ``Config``
-    cli_only: bool = False
-    #: may be set in a config file (``config_file`` itself may not)
-    in_file: bool = True
-    #: the environment variable, when it is not ``PORTICO_<NAME>``
-    env_name: str = ""
-    #: a password: ``--print-config`` shows whether it is set, never its value
-    secret: bool = False
-
-    @property
-    def env(self) -> str | None:
-        """``PORTICO_<NAME>`` (or ``env_name``), or None for command-line actions."""
-        if self.cli_only:
-            return None
-        return self.env_name or ENV_PREFIX + self.name.upper()
-
-    @property
-    def file_key(self) -> str | None:
-        """The key in a config file (``max-body-size`` is accepted as well), or None."""
-        return self.name if self.in_file and not self.cli_only else None
-
-
-def _setting(
-    default: T,
-    kind: Kind[T],
-    doc: str,
-    *,
-    flags: tuple[str, ...] = (),
-    positional: str = "",
-    repeatable: bool = False,
-    env_fallbacks: tuple[str, ...] = (),
-    in_file: bool = True,
-    env_name: str = "",
-    secret: bool = False,
-) -> T:
-    row = Setting(
-        name="",  # filled in from the field name below
-        kind=kind,
-        default=default,
-        doc=doc,
-        flags=flags,
-        positional=positional,
-        repeatable=repeatable,
-        env_fallbacks=env_fallbacks,
-        in_file=in_file,
-        env_name=env_name,
-        secret=secret,
-    )
-    # Typed like dataclasses.field(): it returns the field's value type, so fields stay typed.
-    return dataclasses.field(default=default, metadata={_METADATA_KEY: row})
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Every setting of a Portico server, validated. Build it with ``portico.config.resolve``."""
+    The HTTP/2 settings are declared in ``settings_http2`` (inherited), each protocol's in its
+    own module so that this table stays readable; they are listed after these.
+    """
 
     app: str | None = _setting(
         None,
@@ -194,6 +126,15 @@ class Config:
         "Oldest TLS version accepted. 1.2 by default (1.0 and 1.1 are deprecated by RFC 8996); "
         "1.3 for clients that all support it.",
         flags=("--tls-min-version",),
+    )
+    http_protocols: tuple[str, ...] = _setting(
+        ("h1", "h2"),
+        kinds.HTTP_PROTOCOLS,
+        "HTTP versions served (gunicorn's name): `h1`, `h2` or both (the default). Under TLS, "
+        "ALPN picks one (`h2` first); on a plain bind a connection that opens with HTTP/2's "
+        "preface is HTTP/2 (prior knowledge, RFC 9113 §3.3) and any other HTTP/1.1, on the "
+        "same port. `Upgrade: h2c` is not offered (RFC 9113 deprecates it).",
+        flags=("--http-protocols",),
     )
     app_dir: str = _setting(
         ".",
@@ -545,10 +486,11 @@ ACTIONS: tuple[Setting, ...] = (
 )
 
 #: Every setting, in declaration order: the fields of ``Config``, then the actions.
+_INHERITED = {field.name for field in dataclasses.fields(HTTP2Settings)}
 SETTINGS: tuple[Setting, ...] = (
     *(
-        dataclasses.replace(field.metadata[_METADATA_KEY], name=field.name)
-        for field in dataclasses.fields(Config)
+        dataclasses.replace(field.metadata[METADATA_KEY], name=field.name)
+        for field in sorted(dataclasses.fields(Config), key=lambda f: f.name in _INHERITED)
     ),
     *ACTIONS,
 )

@@ -97,8 +97,7 @@ _NO_TRAILERS: Final[list[tuple[bytes, bytes]]] = []
 class H2Connection(H2Sending):
     """One HTTP/2 server connection, without I/O. See the module docstring for the driver's part."""
 
-    def __init__(self, limits: H2Limits | None = None) -> None:
-        limits = limits or H2Limits()
+    def __init__(self, limits: H2Limits) -> None:
         super().__init__(limits)
         # before our SETTINGS are acknowledged the client may assume the protocol's 4096
         self._decoder = Decoder(max(limits.header_table_size, 4096), limits.max_header_list_size)

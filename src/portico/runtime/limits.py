@@ -1,9 +1,9 @@
 """Every bound the runtime and its protocols enforce, built from the settings in one place.
 
 The defaults live in one place only, the settings table (``portico.config.settings``); the
-protocols' limit objects (``H1Limits``, ``WSOptions``) have no defaults of their own, and this
-module is the only code that maps settings onto them (``tests/test_limits.py`` pins that every
-field comes from its setting). A new protocol adds its limits here.
+protocols' limit objects (``H1Limits``, ``H2Limits``, ``WSOptions``) have no defaults of their
+own, and this module is the only code that maps settings onto them (``tests/test_h2_limits.py``
+pins that every HTTP/2 field comes from its setting). A new protocol adds its limits here.
 """
 
 from __future__ import annotations
@@ -11,10 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portico.config import Config
+from portico.protocols.h2_settings import H2Limits
 from portico.protocols.http11 import H1Limits
 from portico.protocols.websocket import WSOptions
 
-__all__ = ["Limits", "WSLimits", "build_limits"]
+__all__ = ["H2_FIELD_OVERHEAD", "H2DriverLimits", "Limits", "WSLimits", "build_limits"]
+
+#: RFC 9113 §6.5.2 counts each header field as its name, its value and 32 octets: the HTTP/2
+#: header-list limit is the HTTP/1.1 one (bytes of names and values) plus that per field allowed.
+H2_FIELD_OVERHEAD = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +34,26 @@ class WSLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class H2DriverLimits:
+    """An HTTP/2 connection's bounds: the protocol's, and what its driver enforces itself."""
+
+    protocol: H2Limits
+    #: the most header fields of a request (the HTTP/1.1 bound; the core counts only bytes)
+    max_header_count: int
+    #: the largest request body, in bytes (0: unlimited)
+    max_body_size: int
+    #: how long a response may wait for the client to open its window
+    write_timeout: float
+    #: which HTTP versions are served (``h1``, ``h2``)
+    protocols: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """What one worker's connections may hold and for how long."""
 
     h1: H1Limits
+    h2: H2DriverLimits
     websocket: WSLimits
     header_timeout: float
     keepalive_timeout: float
@@ -48,6 +69,29 @@ def build_limits(config: Config) -> Limits:
             max_header_count=config.max_header_count,
             max_header_bytes=config.max_header_bytes,
             max_body_size=config.max_body_size,
+        ),
+        h2=H2DriverLimits(
+            protocol=H2Limits(
+                max_concurrent_streams=config.h2_max_concurrent_streams,
+                initial_window_size=config.h2_initial_window_size,
+                connection_window_size=config.h2_connection_window_size,
+                max_frame_size=config.h2_max_frame_size,
+                max_header_list_size=config.max_header_bytes
+                + H2_FIELD_OVERHEAD * config.max_header_count,
+                header_table_size=config.h2_header_table_size,
+                enable_connect_protocol=config.h2_enable_connect_protocol,
+                header_block_margin=config.h2_header_block_margin,
+                max_continuation_frames=config.h2_max_continuation_frames,
+                reset_budget=config.h2_reset_budget,
+                control_frame_budget=config.h2_control_frame_budget,
+                small_window_update=config.h2_small_window_update,
+                max_queued_control_bytes=config.h2_max_queued_control_bytes,
+                closed_streams_remembered=config.h2_closed_streams_remembered,
+            ),
+            max_header_count=config.max_header_count,
+            max_body_size=config.max_body_size,
+            write_timeout=config.h2_write_timeout,
+            protocols=config.http_protocols,
         ),
         websocket=WSLimits(
             protocol=WSOptions(

@@ -1,0 +1,89 @@
+"""One row of the settings table, and the helper that declares a setting as a ``Config`` field.
+
+Kept apart from the table itself (``settings``) so that the table can be split by subject
+(``settings_http2`` holds HTTP/2's) without a module importing the one that imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from portico.config.kinds import Kind
+
+__all__ = ["ENV_PREFIX", "METADATA_KEY", "Setting", "setting"]
+
+T = TypeVar("T")
+
+METADATA_KEY = "portico.setting"
+ENV_PREFIX = "PORTICO_"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the table."""
+
+    name: str
+    kind: Kind[Any]
+    default: object
+    doc: str
+    #: option strings, e.g. ``("--bind", "-b")``; a boolean lists its ``--no-`` form too
+    flags: tuple[str, ...] = ()
+    #: metavar of a positional argument (``APP``), empty for options
+    positional: str = ""
+    #: a flag that may be given several times, each adding to a list
+    repeatable: bool = False
+    #: environment variables read after ``PORTICO_<NAME>``, in order (``WEB_CONCURRENCY``)
+    env_fallbacks: tuple[str, ...] = ()
+    #: an action of the command line (``--version``), not a field of ``Config``
+    cli_only: bool = False
+    #: may be set in a config file (``config_file`` itself may not)
+    in_file: bool = True
+    #: the environment variable, when it is not ``PORTICO_<NAME>``
+    env_name: str = ""
+    #: a password: ``--print-config`` shows whether it is set, never its value
+    secret: bool = False
+
+    @property
+    def env(self) -> str | None:
+        """``PORTICO_<NAME>`` (or ``env_name``), or None for command-line actions."""
+        if self.cli_only:
+            return None
+        return self.env_name or ENV_PREFIX + self.name.upper()
+
+    @property
+    def file_key(self) -> str | None:
+        """The key in a config file (``max-body-size`` is accepted as well), or None."""
+        return self.name if self.in_file and not self.cli_only else None
+
+
+def setting(
+    default: T,
+    kind: Kind[T],
+    doc: str,
+    *,
+    flags: tuple[str, ...] = (),
+    positional: str = "",
+    repeatable: bool = False,
+    env_fallbacks: tuple[str, ...] = (),
+    in_file: bool = True,
+    env_name: str = "",
+    secret: bool = False,
+) -> T:
+    """A ``Config`` field declared with its row of the table (the name is the field's)."""
+    row = Setting(
+        name="",  # filled in from the field name when the table is read
+        kind=kind,
+        default=default,
+        doc=doc,
+        flags=flags,
+        positional=positional,
+        repeatable=repeatable,
+        env_fallbacks=env_fallbacks,
+        in_file=in_file,
+        env_name=env_name,
+        secret=secret,
+    )
+    # Typed like dataclasses.field(): it returns the field's value type, so fields stay typed.
+    return dataclasses.field(default=default, metadata={METADATA_KEY: row})
