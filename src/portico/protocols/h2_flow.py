@@ -129,7 +129,9 @@ class H2FlowControl:
         max_frame = self._peer_max_frame
         out = self._out
         stream_id = stream.stream_id
-        if size <= window and size <= max_frame:  # the common case: one frame
+        # the common case: one frame. An empty one (END_STREAM alone) is not flow-controlled
+        # (§6.9), so it goes even when a SETTINGS change left the window at or below zero.
+        if (size <= window or not size) and size <= max_frame:
             out.append(frame_header(size, DATA, END_STREAM if end_stream else 0, stream_id))
             if size:
                 out.append(data)

@@ -134,10 +134,20 @@ class H2Sending(H2FlowControl):
         self._out.extend(header_frames(stream_id, block, True, self._peer_max_frame))
         self._end_local(stream)
 
+    def open_tunnel(self, stream_id: int) -> None:
+        """Make an accepted extended CONNECT (RFC 8441) a two-way byte stream: our END_STREAM
+        then half-closes it (the client's bytes still come, up to its own END_STREAM), instead
+        of resetting the rest of the request as an ordinary response's end does."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.tunnel = True
+
     def _end_local(self, stream: H2Stream) -> None:
         stream.state = transition(stream.state, SEND_END_STREAM)
         if stream.state == CLOSED:
             self._close_stream(stream, CLOSED, True)
+        elif stream.tunnel:
+            pass  # half-closed (local): the client ends its side when it is done
         else:
             # §8.1: the response is complete while the request is not; ask the client to stop
             # sending with RST_STREAM NO_ERROR instead of holding the stream (and its window).

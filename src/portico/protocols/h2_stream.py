@@ -196,6 +196,8 @@ class H2Stream:
     send_remaining: int = -1
     #: a send came back short: tell the driver when the window opens
     blocked: bool = False
+    #: an extended CONNECT tunnel (RFC 8441): each side ends it with END_STREAM on its own
+    tunnel: bool = False
 
     def __init__(self, stream_id: int, recv_window: int, send_window: int) -> None:
         self.stream_id = stream_id

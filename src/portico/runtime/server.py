@@ -4,9 +4,10 @@ A connection's protocol is chosen once (the idea of hypercorn's ``ProtocolWrappe
 
 1. by its bind: a plain bind starts every connection as HTTP/1.1 (``runtime.http1``), which
    hands a connection over when its first bytes are another protocol's preface (the context's
-   ``prefaces``: HTTP/2 prior knowledge plugs in there, RFC 9113 §3.3);
+   ``prefaces``: HTTP/2 prior knowledge, RFC 9113 §3.3, ``runtime.http2``); with
+   ``--http-protocols h2`` alone, every connection is HTTP/2;
 2. under TLS, by ALPN once the handshake is done (``runtime.tls_transport``), from
-   :attr:`Server.alpn` (``http/1.1`` now).
+   :attr:`Server.alpn` (``h2``, then ``http/1.1``, as ``--http-protocols`` allows).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from portico.runtime.context import WorkerContext
 from portico.runtime.http1 import H1Driver
+from portico.runtime.http2 import PREFACE, H2Driver
 from portico.runtime.tls import ServerTLS
 from portico.runtime.tls_transport import TLSConnection
 
@@ -41,8 +43,16 @@ class Server:
     def __init__(self, ctx: WorkerContext, tls: ServerTLS | None = None) -> None:
         self.ctx = ctx
         self.tls = tls
-        #: the driver for each ALPN protocol name a TLS client may choose (RFC 7301)
-        self.alpn: dict[str, DriverFactory] = {"http/1.1": H1Driver}
+        protocols = ctx.limits.h2.protocols
+        #: the driver for each ALPN protocol name a TLS client may choose (RFC 7301), in our
+        #: order of preference; the first also serves a client that offers no ALPN
+        self.alpn: dict[str, DriverFactory] = {}
+        if "h2" in protocols:
+            self.alpn["h2"] = H2Driver
+            ctx.prefaces = ((PREFACE, H2Driver),)
+        if "h1" in protocols:
+            self.alpn["http/1.1"] = H1Driver
+        self._plain: DriverFactory = H1Driver if "h1" in protocols else H2Driver
         self._listeners: list[asyncio.base_events.Server] = []
 
     def _factory(self, listener: Listener) -> Callable[[], asyncio.Protocol]:
@@ -53,7 +63,8 @@ class Server:
                 raise ValueError("a TLS listener needs the server's TLS configuration")
             alpn = self.alpn
             return lambda: TLSConnection(ctx, tls, alpn)
-        return lambda: H1Driver(ctx)
+        plain = self._plain
+        return lambda: plain(ctx)
 
     async def start(self, listeners: list[Listener]) -> None:
         loop = self.ctx.loop
