@@ -70,8 +70,14 @@ class H2Sending(H2FlowControl):
         end_stream: bool = False,
         date: bytes = b"",
         server: bytes = b"",
+        whole_body: int = -1,
     ) -> None:
-        """Queue the response head; the app's own date/server fields replace these defaults."""
+        """Queue the response head; the app's own date/server fields replace these defaults.
+
+        ``whole_body``: the size of the entire body when the caller has it all already (it
+        follows with one ``send_data``), so that a content-length it contradicts is refused
+        here, before anything is queued, rather than after the head is out.
+        """
         stream = self._send_state(stream_id, SEND_HEADERS)
         if stream is None:
             return
@@ -82,6 +88,8 @@ class H2Sending(H2FlowControl):
         if not no_content:
             if end_stream and length > 0:
                 raise AppError("response ended before its content-length")
+            if 0 <= whole_body != length >= 0:
+                raise AppError("response body length differs from its content-length")
             stream.send_remaining = length
         stream.no_content = no_content
         stream.head_sent = True

@@ -156,10 +156,12 @@ class H2Stream(Stream):
             offset = self._offset
             rest = len(data) - offset
             last = rest <= room and len(backlog) == 1
-            piece = data if not offset and rest <= room else data[offset : offset + room]
+            # a byte more than the window takes: the core then marks the stream blocked and
+            # says when the window opens again, and only what can go is copied
+            piece = data if not offset and rest <= room else data[offset : offset + room + 1]
             taken = proto.send_data(stream_id, piece, last and self._end_pending)
             sent += taken
-            if taken < len(piece) or rest > room:
+            if taken < len(piece):
                 self._offset = offset + taken
                 break
             backlog.pop(0)
@@ -231,7 +233,13 @@ class H2Stream(Stream):
         conn = self.conn
         ctx = conn.ctx
         conn.proto.send_headers(
-            self.stream_id, status, headers, end and not body, ctx.date, ctx.server_name
+            self.stream_id,
+            status,
+            headers,
+            end and not body,
+            ctx.date,
+            ctx.server_name,
+            len(body) if end and body else -1,
         )
         self._started = True
         self.status = status
