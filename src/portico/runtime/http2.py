@@ -40,6 +40,8 @@ PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # During a graceful drain, how long an idle connection waits for the client to acknowledge the
 # GOAWAY's PING (the round trip that brings requests already on their way) before it is closed.
 DRAIN_GRACE: Final = 1.0
+# After the final GOAWAY, input is read and dropped for at most this long before closing.
+LINGER_SECONDS: Final = 2.0
 _ERROR_HEADERS: Final = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
@@ -61,6 +63,7 @@ class H2Driver(H2Owner):
         self._held = False
         self._read_paused = False
         self._eof = False
+        self.lingering = False
         self._settings_deadline = 0.0
         self._idle_deadline = 0.0
         self._drain_deadline = 0.0
@@ -93,7 +96,7 @@ class H2Driver(H2Owner):
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
-            return
+            return  # lingering after the final GOAWAY: dropped
         proto = self.proto
         events = proto.receive_data(data)
         if events:
@@ -108,6 +111,9 @@ class H2Driver(H2Owner):
         # A client that half-closes can send no more frames (not even WINDOW_UPDATE); what is
         # running may still be answered, then the connection closes.
         self._eof = True
+        if self.lingering:
+            self.transport.close()  # type: ignore[union-attr]
+            return False
         if not self.streams:
             self._close()
             return False
@@ -257,6 +263,8 @@ class H2Driver(H2Owner):
         """Called by the context's ticker when ``deadline`` has passed (perhaps early: each
         deadline is checked again here, and the next one set)."""
         if self.closed:
+            if self.lingering and self.transport is not None:
+                self.transport.close()
             return
         now = self.ctx.now
         proto = self.proto
@@ -339,13 +347,27 @@ class H2Driver(H2Owner):
             stream.lost()
 
     def _close(self) -> None:
-        if not self.closed:
-            self._write_out()
-            self.closed = True
-            self.deadline = 0.0
-            self._lose_streams()
-            if self.transport is not None:
-                self.transport.close()  # flushes what was written first
+        """Send what is queued (the GOAWAY last), then half-close and drop input for a moment
+        before closing: closing with unread input makes the kernel send RST, and a client still
+        sending (an attacker, or a client racing our GOAWAY) would lose the GOAWAY that says
+        why (nginx's lingering close)."""
+        if self.closed:
+            return
+        self._write_out()
+        self.closed = True
+        self._lose_streams()
+        transport = self.transport
+        if transport is None:
+            return
+        if self._eof or not transport.can_write_eof():
+            transport.close()  # flushes what was written first
+            return
+        self.lingering = True
+        transport.write_eof()
+        self.deadline = self.ctx.now + LINGER_SECONDS
+        if self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
 
 
 def _declared_length(request: Request) -> int:
