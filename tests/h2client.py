@@ -103,13 +103,14 @@ class H2Client:
         self.conn.send_headers(stream_id, head, end_stream=no_body)
         self.replies[stream_id] = Reply()
         if body:
-            self._send_body(stream_id, body, end and not trailers)
+            self.send_body(stream_id, body, end and not trailers)
         if trailers:
             self.conn.send_headers(stream_id, trailers, end_stream=True)
         self.flush()
         return stream_id
 
-    def _send_body(self, stream_id: int, body: bytes, end: bool) -> None:
+    def send_body(self, stream_id: int, body: bytes, end: bool) -> None:
+        """Send ``body`` on an open stream in frames the windows allow (reading meanwhile)."""
         view = memoryview(body)
         while view:
             room = min(self.conn.local_flow_control_window(stream_id), 16384)

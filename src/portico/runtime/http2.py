@@ -114,6 +114,14 @@ class H2Driver(H2Owner):
         if self.lingering:
             self.transport.close()  # type: ignore[union-attr]
             return False
+        for stream in list(self.streams.values()):
+            if stream.body_done:
+                continue  # a whole request: still answered
+            if stream.tunnel is not None:
+                stream.feed_end()  # the client's side of the tunnel is over
+            else:
+                self.streams.pop(stream.stream_id, None)
+                stream.lost()  # its body can never end
         if not self.streams:
             self._close()
             return False

@@ -102,7 +102,7 @@ class H2Stream(Stream):
         self.scheme = conn.scheme
         self.tls = conn.tls
         self._chunks: list[bytes] = []
-        self._body_done = not request.has_body
+        self.body_done = not request.has_body
 
     # --- fed by the driver -----------------------------------------------------------
 
@@ -117,7 +117,7 @@ class H2Stream(Stream):
         _wake(self._reader)
 
     def feed_end(self) -> None:
-        self._body_done = True
+        self.body_done = True
         tunnel = self.tunnel
         if tunnel is None:
             _wake(self._reader)
@@ -206,14 +206,14 @@ class H2Stream(Stream):
                 conn = self.conn
                 conn.proto.acknowledge_received_data(self.stream_id, size)
                 conn.output()
-            return data, not self._body_done
-        if self._body_done:
+            return data, not self.body_done
+        if self.body_done:
             return b"", False
         return None  # the client left, or the response ended the exchange before the body
 
     def wait_readable(self) -> asyncio.Future[None]:
         fut = self.conn.loop.create_future()
-        if self._chunks or self._body_done or self._over:
+        if self._chunks or self.body_done or self._over:
             fut.set_result(None)
         else:
             self._reader = fut
@@ -360,7 +360,7 @@ class H2Stream(Stream):
         conn.add_tunnel(tunnel)
         if ctx.access.enabled:
             ctx.log_response(self, 200)
-        if self._body_done:  # the client ended its side with the handshake
+        if self.body_done:  # the client ended its side with the handshake
             conn.loop.call_soon(tunnel.feed_eof)
         return tunnel, tail
 
@@ -402,7 +402,7 @@ class H2Stream(Stream):
     def _finish(self) -> None:
         self._complete = True
         tunnel = self.tunnel
-        if tunnel is not None and not self._body_done:
+        if tunnel is not None and not self.body_done:
             return  # a tunnel half-closed by us: the client's bytes still come (RFC 8441 §4)
         self._over = True
         _wake(self._disconnect_waiter)
