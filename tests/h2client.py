@@ -12,6 +12,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import httpx
 
 
 @dataclass
@@ -214,3 +215,24 @@ def client_tls(ca_pem: str) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=ca_pem)
     context.set_alpn_protocols(["h2", "http/1.1"])
     return context
+
+
+#: the ways a test may reach a server: HTTP/1.1, h2c prior knowledge, h2 by ALPN under TLS
+PROTOCOLS = ("h1", "h2c", "h2-tls")
+
+
+def server_args(protocol: str, certs_pem: str) -> list[str]:
+    """The server flags a protocol needs (a certificate for TLS)."""
+    return ["--certfile", certs_pem] if protocol == "h2-tls" else []
+
+
+def httpx_client(protocol: str, port: int, ca_pem: str, **kwargs: Any) -> tuple[httpx.Client, str]:
+    """An ``httpx.Client`` speaking ``protocol`` to 127.0.0.1:``port``, and its base URL."""
+    scheme = "https" if protocol == "h2-tls" else "http"
+    base = f"{scheme}://127.0.0.1:{port}"
+    if protocol == "h1":
+        return httpx.Client(base_url=base, **kwargs), base
+    verify: Any = ssl.create_default_context(cafile=ca_pem) if protocol == "h2-tls" else True
+    # http1=False over http:// is prior knowledge (h2c); over https, ALPN offers h2 only
+    client = httpx.Client(base_url=base, http1=False, http2=True, verify=verify, **kwargs)
+    return client, base
