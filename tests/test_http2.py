@@ -279,6 +279,23 @@ def test_graceful_close_of_an_idle_connection() -> None:
     assert server.finished
 
 
+def test_a_graceful_close_may_wait_for_the_driver_as_well() -> None:
+    """The ACK may overtake requests the client had queued (nghttp2 writes control frames
+    first): the driver's own grace decides when the final GOAWAY goes."""
+    server = raw_server()
+    server.start_graceful_close(wait_for_driver=True)
+    server.data_to_send()
+    assert server.receive_data(ping_frame(b"portico\x00", True)) == []
+    assert server.drain_acknowledged
+    assert not [f for f in frames(server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert len(requests(server.receive_data(headers_frame(1, GET)))) == 1  # still accepted
+    server.final_goaway()
+    (final,) = [f for f in frames(server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert final.last_stream_id == 1
+    server.send_headers(1, 200, [], end_stream=True)
+    assert server.finished
+
+
 def test_head_204_and_304_carry_no_data() -> None:
     pair = Pair()
     head = pair.request(request_headers(b"HEAD"))

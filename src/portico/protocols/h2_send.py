@@ -44,6 +44,8 @@ class H2Sending(H2FlowControl):
         self._encoder = Encoder()
         # GOAWAY: streams above _goaway_last are ignored once the final GOAWAY is out (§6.8)
         self._draining = False
+        self._drain_waits = False
+        self._drain_acked = False
         self._goaway_sent = False
         self._goaway_last = LAST_STREAM_ID
         self._peer_goaway = False
@@ -178,15 +180,36 @@ class H2Sending(H2FlowControl):
         self._out.append(goaway_frame(self._last_stream_id, error_code, detail.encode()))
         self.finished = True
 
-    def start_graceful_close(self) -> None:
+    def start_graceful_close(self, wait_for_driver: bool = False) -> None:
         """Drain (§6.8): GOAWAY 2^31-1 and a PING; when its ACK comes back (one round trip, so
         every request the client sent before seeing the GOAWAY has arrived), the final GOAWAY
-        names the last stream we accept. :attr:`finished` turns true once no stream is left."""
+        names the last stream we accept. :attr:`finished` turns true once no stream is left.
+
+        ``wait_for_driver``: the ACK alone does not send the final GOAWAY; the driver calls
+        :meth:`final_goaway` once a grace of its own is over as well. A client may write the
+        PING's ACK ahead of requests it had already queued (nghttp2 sends control frames
+        first), so the round trip alone would refuse those."""
         if self._draining or self.finished:
             return
         self._draining = True
+        self._drain_waits = wait_for_driver
         self._out.append(goaway_frame(LAST_STREAM_ID, NO_ERROR))
         self._out.append(ping_frame(DRAIN_PING, False))
+
+    @property
+    def drain_acknowledged(self) -> bool:
+        """The client answered the drain's PING: what it sent before the GOAWAY is here."""
+        return self._drain_acked
+
+    def final_goaway(self) -> None:
+        """End a drain begun with ``wait_for_driver``: the final GOAWAY, with the last stream."""
+        if self._draining and not self.finished:
+            self._final_goaway()
+
+    def drain_ping_acknowledged(self) -> None:
+        self._drain_acked = True
+        if not self._drain_waits:
+            self._final_goaway()
 
     def _final_goaway(self) -> None:
         self._draining = False

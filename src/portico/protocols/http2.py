@@ -406,7 +406,7 @@ class H2Connection(H2Sending):
         self._nuisance()
         if flags & ACK:
             if self._draining and opaque == DRAIN_PING:
-                self._final_goaway()
+                self.drain_ping_acknowledged()
             return
         self.queue_control(ping_frame(opaque, True))
 

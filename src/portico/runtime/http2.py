@@ -37,9 +37,12 @@ __all__ = ["PREFACE", "H2Driver"]
 
 #: RFC 9113 §3.4: the first bytes of a prior-knowledge (h2c) connection
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-# During a graceful drain, how long an idle connection waits for the client to acknowledge the
-# GOAWAY's PING (the round trip that brings requests already on their way) before it is closed.
+# During a graceful drain, how long after the first GOAWAY the final one names the last stream
+# accepted: requests the client sent before it saw the first still arrive meanwhile (Go's
+# server waits 1 s too). The drain's PING must have come back as well, for at most
+# DRAIN_PING_WAIT more: a client slower than that is taken for gone.
 DRAIN_GRACE: Final = 1.0
+DRAIN_PING_WAIT: Final = 4.0
 # After the final GOAWAY, input is read and dropped for at most this long before closing.
 LINGER_SECONDS: Final = 2.0
 _ERROR_HEADERS: Final = [(b"content-type", b"text/plain; charset=utf-8")]
@@ -67,6 +70,7 @@ class H2Driver(H2Owner):
         self._settings_deadline = 0.0
         self._idle_deadline = 0.0
         self._drain_deadline = 0.0
+        self._drain_started = 0.0
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -281,10 +285,15 @@ class H2Driver(H2Owner):
             proto.close(SETTINGS_TIMEOUT, "SETTINGS not acknowledged in time")
             self._close()
             return
-        if not self.streams and (
-            (self._idle_deadline and now >= self._idle_deadline)
-            or (self._drain_deadline and now >= self._drain_deadline)
-        ):
+        drain_due = self._drain_deadline
+        if drain_due and now >= drain_due and not proto.finished:
+            if proto.drain_acknowledged or now >= self._drain_started + DRAIN_PING_WAIT:
+                proto.final_goaway()
+                self._write_out()
+        if proto.finished and not self.streams:
+            self._close()
+            return
+        if not self.streams and self._idle_deadline and now >= self._idle_deadline:
             proto.close(NO_ERROR)
             self._close()
             return
@@ -309,8 +318,9 @@ class H2Driver(H2Owner):
         """Graceful drain: GOAWAY; requests already sent are still served, then the close."""
         if self.closed:
             return
-        self.proto.start_graceful_close()
+        self.proto.start_graceful_close(wait_for_driver=True)
         self._idle_deadline = 0.0
+        self._drain_started = self.ctx.now
         self._drain_deadline = self.ctx.now + DRAIN_GRACE
         self._due(self._drain_deadline)
         self._write_out()
