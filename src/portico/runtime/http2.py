@@ -286,10 +286,10 @@ class H2Driver(H2Owner):
             self._close()
             return
         drain_due = self._drain_deadline
-        if drain_due and now >= drain_due and not proto.finished:
-            if proto.drain_acknowledged or now >= self._drain_started + DRAIN_PING_WAIT:
-                proto.final_goaway()
-                self._write_out()
+        acknowledged = proto.drain_acknowledged or now >= self._drain_started + DRAIN_PING_WAIT
+        if drain_due and now >= drain_due and acknowledged and not proto.finished:
+            proto.final_goaway()
+            self._write_out()
         if proto.finished and not self.streams:
             self._close()
             return
