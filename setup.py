@@ -35,6 +35,8 @@ HOT_PATH = [
     "src/portico/protocols/h2_flow.py",
     "src/portico/protocols/h2_send.py",
     "src/portico/protocols/http2.py",
+    "src/portico/runtime/http2.py",
+    "src/portico/runtime/http2_stream.py",
 ]
 
 

@@ -301,6 +301,8 @@ class H2Driver(H2Owner):
         for stream in [s for s in self.streams.values() if s.stalled_since]:
             if now - stream.stalled_since >= timeout:
                 stream.abort()  # RST_STREAM CANCEL: the client does not read this response
+        if self.closed:
+            return  # the last reset ended a drained connection (the linger set the deadline)
         deadline = 0.0
         for due in (
             self._settings_deadline if proto.settings_ack_pending else 0.0,
