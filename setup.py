@@ -37,6 +37,19 @@ HOT_PATH = [
     "src/portico/protocols/http2.py",
     "src/portico/runtime/http2.py",
     "src/portico/runtime/http2_stream.py",
+    "src/portico/protocols/proxy_header.py",
+    "src/portico/protocols/forwarded.py",
+    "src/portico/protocols/forwarded_syntax.py",
+    "src/portico/protocols/conditional.py",
+    "src/portico/protocols/ranges.py",
+    "src/portico/protocols/codings.py",
+    "src/portico/gateways/static_fs.py",
+    "src/portico/gateways/static.py",
+    "src/portico/protocols/cgi_vars.py",
+    "src/portico/protocols/cgi_response.py",
+    "src/portico/protocols/uwsgi.py",
+    "src/portico/protocols/fastcgi_records.py",
+    "src/portico/protocols/fastcgi.py",
 ]
 
 

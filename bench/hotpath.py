@@ -4,7 +4,11 @@ Runs the real driver, protocol and gateway on a real event loop with an in-memor
 the figure (microseconds of CPU per request) is repeatable even on a busy machine. It is a tool for
 working on the hot path; the comparison with other servers is ``bench/run.py``.
 
-    python bench/hotpath.py [--requests 200000] [--connections 64] [--profile]
+    python bench/hotpath.py [--requests 200000] [--connections 64] [--scenario plaintext|echo]
+                            [--profile]
+
+It also runs against builds from before the connection layer (``runtime.server.Server``), so
+that an interleaved A/B of two installs compares the same work.
 """
 
 from __future__ import annotations
@@ -18,12 +22,23 @@ from typing import Any
 
 from portico.config import Config
 from portico.runtime.http1 import H1Driver
-from portico.runtime.server import Server
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: hotpath\r\nAccept: */*\r\n\r\n"
+ECHO = (
+    b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/octet-stream\r\n"
+    b"Content-Length: 16384\r\n\r\n" + b"x" * 16384
+)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    body = b"Hello, world!"
+    if scope["method"] == "POST":
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
     await send(
         {
             "type": "http.response.start",
@@ -31,7 +46,22 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "headers": [(b"content-type", b"text/plain")],
         }
     )
-    await send({"type": "http.response.body", "body": b"Hello, world!"})
+    await send({"type": "http.response.body", "body": body})
+
+
+def make_driver(loop: asyncio.AbstractEventLoop) -> Any:
+    """A driver factory for the installed build: the worker context, or the older Server."""
+    try:
+        from portico.runtime.context import WorkerContext  # noqa: PLC0415
+        from portico.runtime.router import Mount, Router  # noqa: PLC0415
+    except ImportError:  # a build from before the connection layer
+        from portico.runtime.server import Server  # type: ignore[attr-defined]  # noqa: PLC0415
+
+        server = Server(Config(), app, loop)
+        return lambda: H1Driver(server)
+    ctx = WorkerContext(Config(), loop)
+    ctx.dispatcher = Router(ctx, [Mount("/", app, None, "", {})], mounted=False)
+    return lambda: H1Driver(ctx)
 
 
 class MemoryTransport:
@@ -72,19 +102,19 @@ class MemoryTransport:
         pass
 
 
-async def run(requests: int, connections: int) -> float:
+async def run(requests: int, connections: int, request: bytes) -> float:
     loop = asyncio.get_running_loop()
-    server = Server(Config(), app, loop)
+    new_driver = make_driver(loop)
     drivers = []
     for _ in range(connections):
-        driver = H1Driver(server)
+        driver = new_driver()
         driver.connection_made(MemoryTransport())  # type: ignore[arg-type]
         drivers.append(driver)
     rounds = requests // connections
     start = time.process_time()
     for _ in range(rounds):
         for driver in drivers:
-            driver.data_received(REQUEST)
+            driver.data_received(request)
         await asyncio.sleep(0)  # one loop iteration, as when a batch of reads arrives together
         await asyncio.sleep(0)
     elapsed = time.process_time() - start
@@ -97,6 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--scenario", choices=("plaintext", "echo"), default="plaintext")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     try:
@@ -108,7 +139,8 @@ def main() -> None:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-    per_request = runner(run(args.requests, args.connections))
+    request = ECHO if args.scenario == "echo" else REQUEST
+    per_request = runner(run(args.requests, args.connections, request))
     if args.profile:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)

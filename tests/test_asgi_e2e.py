@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -131,6 +132,51 @@ def test_pathsend(serve: ServerFactory, tmp_path: Path) -> None:
     server = serve("asgi_apps:pathsend", env={"ASGI_TEST_FILE": str(target)})
     response = httpx.get(server.url)
     assert response.content == data
+
+
+def test_pathsend_framing_and_failures(serve: ServerFactory, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4096 + b"tail"
+    target = tmp_path / "file.bin"
+    target.write_bytes(data)
+    server = serve("asgi_apps:pathsend_variants", env={"ASGI_TEST_FILE": str(target)})
+    with httpx.Client() as client:
+        chunked = client.get(server.url + "/?chunked")
+        assert chunked.headers["transfer-encoding"] == "chunked"
+        assert chunked.content == data
+        # the connection is still good after a sendfile'd, chunked body
+        assert client.get(server.url + "/?chunked").content == data
+        head = client.head(server.url + "/?chunked")
+        assert head.status_code == 200 and head.content == b""
+        # a file that cannot be opened is a clean 500: nothing was sent yet
+        assert client.get(server.url + "/?missing").status_code == 500
+    # a Content-Length the file cannot fill: the head is out, so the connection is cut
+    raw = server.raw(b"GET /?lie HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and len(body) < len(data) + 10
+    assert server.wait_for_log("does not match the Content-Length")
+
+
+def test_pathsend_closes_every_file_it_opens(serve: ServerFactory, tmp_path: Path) -> None:
+    target = tmp_path / "file.bin"
+    target.write_bytes(b"x" * (4 << 20))
+    server = serve("asgi_apps:pathsend_variants", env={"ASGI_TEST_FILE": str(target)})
+    fds = f"/proc/{server.worker_pid}/fd"
+    with httpx.Client() as client:
+        client.get(server.url + "/?chunked")
+        before = len(os.listdir(fds))
+        for variant in ("chunked", "missing", "x") * 5:
+            client.get(server.url + "/?" + variant)
+    for _ in range(5):  # clients that leave in the middle of the file
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+            sock.sendall(b"GET /?chunked HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 10
+    while len(os.listdir(fds)) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(os.listdir(fds)) <= before
+    # the missing file is the app's error, reported once each; the clients leaving are not
+    assert server.log.count("Traceback") == server.log.count("FileNotFoundError") == 5
 
 
 def test_keep_alive_reuses_the_connection(serve: ServerFactory) -> None:

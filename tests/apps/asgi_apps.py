@@ -56,6 +56,18 @@ async def echo(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+async def tls_info(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with the scope's scheme and its TLS extension (null without TLS)."""
+    if scope["type"] != "http":
+        return
+    await read_body(receive)
+    payload = {"scheme": scope["scheme"], "tls": scope["extensions"].get("tls")}
+    data = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
 async def stream(scope: Scope, receive: Any, send: Any) -> None:
     """Streams ``?n`` pieces without Content-Length (chunked on HTTP/1.1)."""
     if scope["type"] != "http":
@@ -124,6 +136,22 @@ async def pathsend(scope: Scope, receive: Any, send: Any) -> None:
             "headers": [(b"content-length", str(size).encode())],
         }
     )
+    await send({"type": "http.response.pathsend", "path": path})
+
+
+async def pathsend_variants(scope: Scope, receive: Any, send: Any) -> None:
+    """``pathsend`` of ``ASGI_TEST_FILE`` with ``?chunked`` (no Content-Length), ``?missing`` (a
+    path that does not exist) or ``?lie`` (a Content-Length 10 bytes larger than the file)."""
+    if scope["type"] != "http":
+        return
+    path = os.environ["ASGI_TEST_FILE"]
+    size = os.path.getsize(path)
+    variant = scope["query_string"]
+    length = size + 10 if variant == b"lie" else size
+    headers = [] if variant == b"chunked" else [(b"content-length", b"%d" % length)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if variant == b"missing":
+        path += ".missing"
     await send({"type": "http.response.pathsend", "path": path})
 
 

@@ -56,6 +56,7 @@ async def scope_info(scope: Scope, receive: Any, send: Any) -> None:
     info["client"] = list(scope["client"])
     info["server"] = list(scope["server"])
     info["extensions"] = sorted(scope["extensions"])
+    info["tls"] = scope["extensions"].get("tls")
     info["state"] = sorted(scope["state"])
     await send({"type": "websocket.send", "text": json.dumps(info)})
     message = await receive()

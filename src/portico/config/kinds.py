@@ -273,6 +273,56 @@ def _convert_cert_reqs(raw: object) -> str:
     return CERT_REQS_WORDS.convert(_CERT_REQS.get(value, value))
 
 
+def _convert_allow_ips(raw: object) -> str:
+    """gunicorn's and uvicorn's ``--forwarded-allow-ips``: addresses, networks, or ``*``."""
+    text = ",".join(_convert_strings(raw)) if isinstance(raw, list) else _convert_str(raw)
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address, a network (with its host bits zero) or *"
+            ) from None
+    return ",".join(entries)
+
+
+def _convert_static_mounts(raw: object) -> tuple[str, ...]:
+    items = _items(raw, "PREFIX=DIR or a list of them")
+    mounts = []
+    for item in items:
+        prefix, equals, directory = _convert_str(item).partition("=")
+        if not equals or not directory or not prefix.startswith("/"):
+            raise ValueError(f"{item!r} is not PREFIX=DIR (e.g. /static=./public)")
+        mounts.append(f"{prefix}={directory}")
+    return tuple(mounts)
+
+
+_CODINGS = ("br", "zstd", "gzip")
+
+
+def _convert_codings(raw: object) -> tuple[str, ...]:
+    codings = _convert_strings(raw)
+    for coding in codings:
+        if coding not in _CODINGS:
+            raise ValueError(f"{coding!r} is not one of {', '.join(_CODINGS)}")
+    return codings
+
+
+def _convert_regex(raw: object) -> str:
+    value = _convert_str(raw)
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
 def _convert_action(raw: object) -> bool:
     return _convert_bool(raw)
 
@@ -307,6 +357,16 @@ HTTP_PROTOCOLS: Kind[tuple[str, ...]] = Kind(
 )
 MOUNTS: Kind[tuple[str, ...]] = Kind("list of `PREFIX=APP`", _convert_mounts, metavar="PREFIX=APP")
 ACTION: Kind[bool] = Kind("command-line action", _convert_action, is_flag=True)
+ALLOW_IPS: Kind[str] = Kind(
+    "comma-separated IP addresses and networks, or `*`", _convert_allow_ips, metavar="IPS"
+)
+STATIC_MOUNTS: Kind[tuple[str, ...]] = Kind(
+    "list of `PREFIX=DIR`", _convert_static_mounts, metavar="PREFIX=DIR"
+)
+CODINGS: Kind[tuple[str, ...]] = Kind(
+    "list of `br`, `zstd`, `gzip`", _convert_codings, metavar="CODING"
+)
+REGEX: Kind[str] = Kind("regular expression", _convert_regex, metavar="REGEX")
 CERT_REQS_WORDS: Kind[str] = choice("none", "optional", "required")
 CERT_REQS: Kind[str] = Kind(
     "one of `none`, `optional`, `required` (or gunicorn's `0`, `1`, `2`)",

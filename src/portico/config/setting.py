@@ -1,7 +1,7 @@
-"""One row of the settings table, and the helper that declares a setting as a ``Config`` field.
+"""The row type of the settings table, and the command-line actions that are not settings.
 
-Kept apart from the table itself (``settings``) so that the table can be split by subject
-(``settings_http2`` holds HTTP/2's) without a module importing the one that imports it.
+Split from ``settings`` (the table itself: the fields of ``Config``) so that the table's module
+holds nothing but the table.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from portico.config import kinds
 from portico.config.kinds import Kind
 
-__all__ = ["ENV_PREFIX", "METADATA_KEY", "Setting", "setting"]
+__all__ = ["ACTIONS", "ENV_PREFIX", "METADATA_KEY", "Setting", "setting"]
 
 T = TypeVar("T")
 
@@ -71,9 +72,8 @@ def setting(
     env_name: str = "",
     secret: bool = False,
 ) -> T:
-    """A ``Config`` field declared with its row of the table (the name is the field's)."""
     row = Setting(
-        name="",  # filled in from the field name when the table is read
+        name="",  # filled in from the field name below
         kind=kind,
         default=default,
         doc=doc,
@@ -87,3 +87,25 @@ def setting(
     )
     # Typed like dataclasses.field(): it returns the field's value type, so fields stay typed.
     return dataclasses.field(default=default, metadata={METADATA_KEY: row})
+
+
+def _action(name: str, flags: tuple[str, ...], doc: str) -> Setting:
+    return Setting(name=name, kind=kinds.ACTION, default=False, doc=doc, flags=flags, cli_only=True)
+
+
+#: Command-line actions: they do something instead of serving, and are not fields of ``Config``.
+ACTIONS: tuple[Setting, ...] = (
+    _action("help", ("--help", "-h"), "Show the command-line help and exit."),
+    _action("version", ("--version",), "Print `portico X.Y.Z` and exit."),
+    _action(
+        "print_config",
+        ("--print-config",),
+        "Print every setting as `name = value  # origin` and exit.",
+    ),
+    _action(
+        "check_config",
+        ("--check-config",),
+        "Validate the settings and load the app, then exit: 0 if both are fine, else the "
+        "error's exit code (2 for a setting, 4 for the app).",
+    ),
+)

@@ -84,21 +84,27 @@ def decode_path(raw_path: bytes) -> str:
     return path
 
 
-def scope_path(raw_path: bytes, root_path: str) -> str:
-    """ASGI ``path`` of a request: decoded, and including ``root_path``."""
+def scope_path(raw_path: bytes, root_path: str, mount_path: str = "") -> str:
+    """ASGI ``path`` of a request: decoded, and including ``root_path``.
+
+    ``root_path`` is the proxy's prefix (``--root-path`` or a trusted ``X-Forwarded-Prefix``)
+    followed by ``mount_path`` (``--mount``'s, which the request's path still holds).
+    """
     path = decode_path(raw_path)
     if root_path and not path.startswith(root_path):
-        # ASGI: path includes root_path (the mount prefix); a proxy that strips the prefix
-        # leaves it to us to add it back.
-        path = root_path + path
+        # ASGI: path includes root_path; a proxy that strips its prefix leaves it to us to add
+        # it back (the mount's part is in the path already)
+        path = root_path[: len(root_path) - len(mount_path)] + path
     return path
 
 
-def http_scope(stream: Stream, root_path: str, state: dict[str, Any]) -> Scope:
+def http_scope(
+    stream: Stream, root_path: str, state: dict[str, Any], mount_path: str = ""
+) -> Scope:
     """Build the ``http`` scope of one request."""
     request = stream.request
     raw_path = request.raw_path
-    path = scope_path(raw_path, root_path)
+    path = scope_path(raw_path, root_path, mount_path)
     return {
         "type": "http",
         "asgi": _ASGI_VERSION,

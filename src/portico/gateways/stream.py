@@ -84,8 +84,13 @@ class Stream:
     sent_bytes: int = 0
     #: the worker clock's time when the request was admitted (for the access log)
     start_time: float = 0.0
+    #: the peer is a trusted proxy: its headers may say who the client is (``runtime.origin``)
+    proxied: bool = False
+    #: the path prefix a trusted proxy removed (``X-Forwarded-Prefix``): it replaces the
+    #: configured ``root_path`` for this request; ``None``: none was given
+    prefix: str | None = None
     #: the task running an ASGI app for this exchange (held so asyncio keeps it alive)
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[Any] | None = None
 
     # request body ---------------------------------------------------------
     def read(self) -> tuple[bytes, bool] | None:

@@ -127,11 +127,13 @@ class WebSocketChannel:
         raise NotImplementedError
 
 
-def websocket_scope(channel: WebSocketChannel, root_path: str, state: dict[str, Any]) -> Scope:
+def websocket_scope(
+    channel: WebSocketChannel, root_path: str, state: dict[str, Any], mount_path: str = ""
+) -> Scope:
     """Build the ``websocket`` scope of one handshake."""
     request = channel.request
     raw_path = request.raw_path
-    path = scope_path(raw_path, root_path)
+    path = scope_path(raw_path, root_path, mount_path)
     return {
         "type": "websocket",
         "asgi": _ASGI_VERSION,

@@ -281,6 +281,7 @@ def run_wsgi(
     *,
     body: bytes = b"",
     eof: bool = False,
+    mount_path: str = "",
 ) -> None:
     """Serve one request to ``app`` in the calling (pool) thread. Never raises an ``Exception``.
 
@@ -289,7 +290,7 @@ def run_wsgi(
     response = Response(stream)
     result: Iterable[bytes] | None = None
     try:
-        environ = build_environ(stream, base, root_path, InputStream(stream, body, eof))
+        environ = build_environ(stream, base, root_path, InputStream(stream, body, eof), mount_path)
         result = app(environ, response.start_response)
         if type(result) is FileWrapper:
             response.send_file(result)

@@ -231,7 +231,11 @@ def _environ_key(raw_name: bytes) -> str:
 
 
 def build_environ(
-    stream: BlockingStream, base: dict[str, Any], root_path: str, wsgi_input: InputStream
+    stream: BlockingStream,
+    base: dict[str, Any],
+    root_path: str,
+    wsgi_input: InputStream,
+    mount_path: str = "",
 ) -> dict[str, Any]:
     """The environ of one request: every variable PEP 3333 names, plus REQUEST_URI/RAW_URI."""
     request = stream.request
@@ -239,8 +243,12 @@ def build_environ(
     # "OPTIONS *" names the server as a whole: no path (PEP 3333 wants PATH_INFO empty or
     # starting with "/"); RAW_URI still shows the asterisk.
     path = _path_info(raw_path) if raw_path != b"*" else ""
+    # SCRIPT_NAME is root_path: a proxy's prefix (absent from the path when the proxy strips
+    # it) followed by the --mount prefix (always in the path)
     if root_path and (path == root_path or path.startswith(root_path + "/")):
         path = path[len(root_path) :]
+    elif mount_path and (path == mount_path or path.startswith(mount_path + "/")):
+        path = path[len(mount_path) :]
     raw_uri = raw_path.decode("latin-1")
     if request.query_string:
         query = request.query_string.decode("latin-1")
@@ -249,6 +257,8 @@ def build_environ(
         query = ""
     scheme = request.scheme or stream.scheme
     environ = base.copy()
+    if root_path != environ["SCRIPT_NAME"]:
+        environ["SCRIPT_NAME"] = root_path  # a trusted proxy's X-Forwarded-Prefix
     environ["REQUEST_METHOD"] = request.method
     environ["PATH_INFO"] = path
     environ["QUERY_STRING"] = query

@@ -11,7 +11,14 @@ from portico.errors import AppError
 from portico.protocols.events import Headers
 from portico.protocols.headers import REASONS, check_response_field
 
-__all__ = ["COALESCE_LIMIT", "CONNECTION_CLOSE", "Exchange", "error_response", "status_line"]
+__all__ = [
+    "COALESCE_LIMIT",
+    "CONNECTION_CLOSE",
+    "Exchange",
+    "error_response",
+    "status_line",
+    "switching_protocols",
+]
 
 # Below this size a body is copied into the same buffer as the head, so a small response is one
 # write system call; above it the body is handed on without a copy.
@@ -253,3 +260,16 @@ def error_response(status: int, detail: str) -> bytes:
         CONNECTION_CLOSE,
         body,
     )
+
+
+def switching_protocols(headers: Headers, date: bytes, server: bytes) -> bytes:
+    """A ``101 Switching Protocols`` head with ``headers`` and the Date and Server fields."""
+    out = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+    for name, value in headers:
+        out += (name, b": ", value, b"\r\n")
+    if date:
+        out += (b"date: ", date, b"\r\n")
+    if server:
+        out += (b"server: ", server, b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)

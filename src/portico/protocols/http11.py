@@ -40,7 +40,7 @@ from portico.errors import (
     VersionNotSupported,
 )
 from portico.protocols.events import Body, EndOfBody, Event, Headers, Request, StreamError
-from portico.protocols.exchange import Exchange, error_response
+from portico.protocols.exchange import Exchange, error_response, switching_protocols
 from portico.protocols.request_line import (
     method_cache,
     method_name,
@@ -67,14 +67,14 @@ class H1Limits:
 
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_SWITCHING: Final = b"HTTP/1.1 101 Switching Protocols\r\n"
 # Request header names that need a look on arrival; every other field passes straight through.
 _HOST: Final = b"host"
 _TE: Final = b"transfer-encoding"
 _EXPECT: Final = b"expect"
 _CL: Final = b"content-length"
 _UPGRADE: Final = b"upgrade"
-_WATCHED: Final = frozenset({_HOST, _TE, _EXPECT, _CL, _UPGRADE})
+_CT: Final = b"content-type"
+_WATCHED: Final = frozenset({_HOST, _TE, _EXPECT, _CL, _UPGRADE, _CT})
 _new_tuple: Final = tuple.__new__
 
 
@@ -122,6 +122,9 @@ class H1Connection:
         self._headers: Headers = []
         self._header_bytes = 0
         self._host_count = 0
+        self._ct_count = 0
+        #: fields dropped for an underscore in the name (still counted against the limits)
+        self._dropped = 0
         self._host = b""
         self._chunked = False
         self._content_length = 0
@@ -273,16 +276,27 @@ class H1Connection:
         # llhttp drops leading whitespace; trailing OWS is not part of the value (RFC 9110 §5.5)
         value = value.rstrip(b" \t")
         self._header_bytes += len(name) + len(value)
+        if name.find(b"_") >= 0:
+            # Dropped, as nginx, Apache and gunicorn do: CGI-style maps (WSGI's environ, Django's
+            # META from ASGI headers too) fold "_" and "-" together, so X-Forwarded_For could pass
+            # for the X-Forwarded-For a proxy vouches for. Counted against the limits all the same.
+            self._dropped += 1
+            return
         self._headers.append((name, value))
 
     def _watch_header(self, name: bytes, value: bytes) -> None:
-        if name == _HOST:
+        if name == _CT:
+            # RFC 9110 §8.3: a singleton field; two values would let a filter in front and the
+            # app each see a different media type (gunicorn and waitress refuse it too)
+            self._ct_count += 1
+            if self._ct_count > 1:
+                raise BadRequest("a request must have at most one Content-Type header")
+        elif name == _HOST:
             self._host_count += 1
             self._host = value.rstrip(b" \t")
         elif name == _CL:
-            self._content_length = int(
-                value.rstrip(b" \t")
-            )  # llhttp already checked digits and duplicates
+            # llhttp already checked the digits and refused duplicates
+            self._content_length = int(value.rstrip(b" \t"))
             limit = self._max_body_size
             if limit and self._content_length > limit:
                 raise ContentTooLarge("request body larger than the limit")
@@ -309,7 +323,7 @@ class H1Connection:
             self._upgrade = value.rstrip(b" \t")
 
     def _check_field_limits(self, what: str) -> None:
-        if len(self._headers) > self._max_header_count:
+        if len(self._headers) + self._dropped > self._max_header_count:
             raise HeadersTooLarge(f"too many {what} fields")
         if self._header_bytes > self._max_header_bytes:
             raise HeadersTooLarge(f"request {what} fields too large")
@@ -317,7 +331,10 @@ class H1Connection:
     def on_headers_complete(self) -> None:
         self._in_head = False
         headers = self._headers
-        if len(headers) > self._max_header_count or self._header_bytes > self._max_header_bytes:
+        if (
+            len(headers) + self._dropped > self._max_header_count
+            or self._header_bytes > self._max_header_bytes
+        ):
             self._check_field_limits("header")
         parser = self._parser
         raw_method = parser.get_method()
@@ -544,19 +561,9 @@ class H1Connection:
 
     def switch_response(self, headers: Headers, *, date: bytes = b"", server: bytes = b"") -> bytes:
         """The ``101 Switching Protocols`` head of the held upgrade (RFC 9110 §15.2.2), with
-        ``headers`` (already checked by the upgrade's protocol) and the Date and Server fields.
-
-        The protocol is switched once this is written: see :meth:`take_upgrade`.
-        """
-        out = [_SWITCHING]
-        for name, value in headers:
-            out += (name, b": ", value, b"\r\n")
-        if date:
-            out += (b"date: ", date, b"\r\n")
-        if server:
-            out += (b"server: ", server, b"\r\n")
-        out.append(b"\r\n")
-        return b"".join(out)
+        ``headers`` (already checked by the upgrade's protocol) and the Date and Server fields;
+        the protocol is switched once it is written (see :meth:`take_upgrade`)."""
+        return switching_protocols(headers, date, server)
 
     def response_end(self, trailers: Headers | None = None) -> list[bytes]:
         """End the current response, with a chunked trailer section if ``trailers`` is given."""

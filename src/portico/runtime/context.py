@@ -25,7 +25,9 @@ from portico.config import Config
 from portico.gateways.stream import Stream
 from portico.logs import AccessLog
 from portico.protocols.events import Headers
+from portico.protocols.forwarded import OriginResolver, TrustedProxies
 from portico.runtime.limits import Limits, build_limits
+from portico.runtime.origin import apply_origin
 
 __all__ = [
     "DEFER_LIMIT",
@@ -88,6 +90,17 @@ class WorkerContext:
         self.max_connections = limits.max_connections
         self.max_in_flight = limits.max_in_flight
         self.dispatcher: Dispatcher = Dispatcher()
+        proxies = limits.proxies
+        #: the peers that may say who the client is (None: neither proxy headers nor PROXY)
+        self.trusted_proxies: TrustedProxies | None = (
+            TrustedProxies(proxies.allow_ips) if proxies.headers or proxies.protocol else None
+        )
+        #: reads trusted proxies' headers (None: ``--no-proxy-headers``)
+        self.resolver: OriginResolver | None = (
+            OriginResolver(self.trusted_proxies, proxies.source)
+            if proxies.headers and self.trusted_proxies is not None
+            else None
+        )
         #: protocols a cleartext connection may start with instead of HTTP/1.1, told apart by
         #: their first bytes (HTTP/2's ``PRI * HTTP/2.0`` preface, RFC 9113 §3.3): each preface
         #: and the factory of the driver the connection is handed to
@@ -98,7 +111,7 @@ class WorkerContext:
         self.date = b""
         self._date_header = config.date_header
         self.connections: set[Connection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
         self.in_flight = 0
         #: requests handed to the app so far (``--max-requests`` recycles the worker)
         self.requests_served = 0
@@ -134,7 +147,10 @@ class WorkerContext:
             self._check_drained()
 
     def dispatch(self, stream: Stream) -> None:
-        """Admit a request (503 over ``max_in_flight``) and hand it to the apps."""
+        """Admit a request (503 over ``max_in_flight``) and hand it to the apps, once what its
+        trusted proxy says about it is applied (``runtime.origin``)."""
+        if stream.proxied and self.resolver is not None:
+            apply_origin(stream, self.resolver)
         if self.in_flight >= self.max_in_flight:
             self.warn_limited(
                 "in_flight", "too many requests in flight (%d); answering 503", self.in_flight
@@ -146,10 +162,10 @@ class WorkerContext:
         stream.start_time = self.now
         self.dispatcher.dispatch(stream)
 
-    def spawn(self, coro: Coroutine[Any, Any, None], stream: Stream) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, object], stream: Stream) -> None:
         """Run an app in a task of its own, held until the app returns (asyncio keeps only
         weak references to tasks)."""
-        task = _Task(coro, loop=self.loop, name=_TASK_NAME)
+        task: asyncio.Task[Any] = _Task(coro, loop=self.loop, name=_TASK_NAME)
         self.tasks.add(task)
         stream.task = task
 
@@ -322,6 +338,11 @@ class Driver(asyncio.Protocol):
         self.tls: dict[str, Any] | None = None
         #: the socket a file may be ``sendfile``d to (-1: not a plain socket, e.g. TLS)
         self.sendfile_fd = -1
+        #: the peer is a trusted proxy whose headers may say who the client is
+        self.proxied = False
+        #: what a PROXY protocol header said (client, our address, TLS to the proxy), set by
+        #: ``runtime.proxy_protocol`` before ``connection_made``; it wins over the socket's
+        self.proxy_origin: tuple[tuple[str, int] | None, tuple[str, int] | None, bool] | None = None
         self.deadline = 0.0
         self.closed = False
         self._write_paused = False
@@ -342,6 +363,17 @@ class Driver(asyncio.Protocol):
             self.sockname = (str(local[0]), int(local[1]))
         elif isinstance(local, str):  # a unix socket's path
             self.sockname = (local, None)
+        origin = self.proxy_origin
+        if origin is not None:
+            client, server, via_tls = origin
+            self.client = client
+            if server is not None:
+                self.sockname = server
+            if via_tls:
+                self.scheme = "https"
+        trusted = self.ctx.trusted_proxies
+        if trusted is not None and self.ctx.resolver is not None:
+            self.proxied = trusted.trusts(self.client[0] if self.client is not None else None)
         tls = plain.get_extra_info("portico.tls")
         sock = plain.get_extra_info("socket")
         if tls is not None:

@@ -74,6 +74,8 @@ class H1Stream(Stream):
         self.server = conn.sockname
         self.scheme = conn.scheme
         self.tls = conn.tls
+        if conn.proxied:
+            self.proxied = True
         self._chunks: list[bytes] = []
         self._body_done = not request.has_body
 

@@ -101,6 +101,8 @@ class H2Stream(Stream):
         self.server = conn.sockname
         self.scheme = conn.scheme
         self.tls = conn.tls
+        if conn.proxied:
+            self.proxied = True  # its forwarded headers may say who the client is
         self._chunks: list[bytes] = []
         self.body_done = not request.has_body
 

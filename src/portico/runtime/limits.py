@@ -1,9 +1,11 @@
-"""Every bound the runtime and its protocols enforce, built from the settings in one place.
+"""Every bound and option the runtime, its protocols and gateways obey, built from the settings
+in one place.
 
-The defaults live in one place only, the settings table (``portico.config.settings``); the
-protocols' limit objects (``H1Limits``, ``H2Limits``, ``WSOptions``) have no defaults of their
-own, and this module is the only code that maps settings onto them (``tests/test_h2_limits.py``
-pins that every HTTP/2 field comes from its setting). A new protocol adds its limits here.
+The defaults live in one place only, the settings table (``portico.config.settings``); the option
+objects of the protocols and gateways (``H1Limits``, ``H2Limits``, ``WSOptions``,
+``StaticOptions``) have no defaults of their own, and this module is the only code that maps
+settings onto them (``tests/test_limits.py`` pins that every field comes from its setting). A new
+protocol adds its limits here.
 """
 
 from __future__ import annotations
@@ -11,11 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portico.config import Config
+from portico.gateways.static_options import StaticOptions, parse_mount
 from portico.protocols.h2_settings import H2Limits
 from portico.protocols.http11 import H1Limits
 from portico.protocols.websocket import WSOptions
 
-__all__ = ["H2_FIELD_OVERHEAD", "H2DriverLimits", "Limits", "WSLimits", "build_limits"]
+__all__ = [
+    "H2_FIELD_OVERHEAD",
+    "H2DriverLimits",
+    "Limits",
+    "ProxyTrust",
+    "WSLimits",
+    "build_limits",
+]
 
 #: RFC 9113 §6.5.2 counts each header field as its name, its value and 32 octets: the HTTP/2
 #: header-list limit is the HTTP/1.1 one (bytes of names and values) plus that per field allowed.
@@ -49,8 +59,22 @@ class H2DriverLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyTrust:
+    """Which peers may say who the client is, and how (proxy headers, the PROXY protocol)."""
+
+    #: apply trusted proxies' headers at all
+    headers: bool
+    #: the trusted peers, in ``--forwarded-allow-ips`` syntax
+    allow_ips: str
+    #: ``x-forwarded`` or ``forwarded``
+    source: str
+    #: every connection starts with a PROXY protocol header
+    protocol: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
-    """What one worker's connections may hold and for how long."""
+    """What one worker's connections may hold and for how long, and how they are served."""
 
     h1: H1Limits
     h2: H2DriverLimits
@@ -59,6 +83,8 @@ class Limits:
     keepalive_timeout: float
     max_connections: int
     max_in_flight: int
+    proxies: ProxyTrust
+    static: StaticOptions
 
 
 def build_limits(config: Config) -> Limits:
@@ -109,4 +135,20 @@ def build_limits(config: Config) -> Limits:
         keepalive_timeout=config.keepalive_timeout,
         max_connections=config.max_connections,
         max_in_flight=config.max_in_flight,
+        proxies=ProxyTrust(
+            headers=config.proxy_headers,
+            allow_ips=config.forwarded_allow_ips,
+            source=config.proxy_headers_source,
+            protocol=config.proxy_protocol,
+        ),
+        static=StaticOptions(
+            mounts=tuple(parse_mount(mount) for mount in config.static),
+            index=config.static_index,
+            hidden=config.static_hidden,
+            symlinks=config.static_symlinks,
+            precompressed=config.static_precompressed,
+            cache_control=config.static_cache_control,
+            immutable_cache_control=config.static_immutable_cache_control,
+            fingerprint=config.static_fingerprint,
+        ),
     )

@@ -8,6 +8,8 @@ A connection's protocol is chosen once (the idea of hypercorn's ``ProtocolWrappe
    ``--http-protocols h2`` alone, every connection is HTTP/2;
 2. under TLS, by ALPN once the handshake is done (``runtime.tls_transport``), from
    :attr:`Server.alpn` (``h2``, then ``http/1.1``, as ``--http-protocols`` allows).
+
+With ``--proxy-protocol`` a PROXY header is read before either (``runtime.proxy_protocol``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from portico.runtime.context import WorkerContext
 from portico.runtime.http1 import H1Driver
 from portico.runtime.http2 import PREFACE, H2Driver
+from portico.runtime.proxy_protocol import ProxyProtocolReader
 from portico.runtime.tls import ServerTLS
 from portico.runtime.tls_transport import TLSConnection
 
@@ -57,14 +60,21 @@ class Server:
 
     def _factory(self, listener: Listener) -> Callable[[], asyncio.Protocol]:
         ctx = self.ctx
+        factory: Callable[[], asyncio.Protocol]
         if listener.tls:
             tls = self.tls
             if tls is None:
                 raise ValueError("a TLS listener needs the server's TLS configuration")
             alpn = self.alpn
-            return lambda: TLSConnection(ctx, tls, alpn)
-        plain = self._plain
-        return lambda: plain(ctx)
+            factory = lambda: TLSConnection(ctx, tls, alpn)  # noqa: E731
+        else:
+            plain = self._plain
+            factory = lambda: plain(ctx)  # noqa: E731
+        if ctx.limits.proxies.protocol:
+            # the PROXY header comes first, before TLS too
+            inner = factory
+            return lambda: ProxyProtocolReader(ctx, inner)
+        return factory
 
     async def start(self, listeners: list[Listener]) -> None:
         loop = self.ctx.loop

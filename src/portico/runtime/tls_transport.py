@@ -71,11 +71,13 @@ class TLSConnection(asyncio.Protocol):
         self._facts: dict[str, Any] | None = None
         self._eof_told = False
         self._started = False  # the first bytes arrived (and were a TLS handshake record)
+        #: what a PROXY protocol header said came before the handshake (client, our address,
+        #: TLS to the proxy): the addresses the driver is told, instead of the socket's
+        self.proxy_origin: tuple[tuple[str, int] | None, tuple[str, int] | None, bool] | None = None
         self.deadline = 0.0
 
     def _peer(self) -> str:
-        raw = self._raw
-        peer = raw.get_extra_info("peername") if raw is not None else None
+        peer = self.get_extra_info("peername")
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "-"
 
     # --- the socket's side (asyncio.Protocol) ------------------------------------------------
@@ -317,6 +319,11 @@ class TLSConnection(asyncio.Protocol):
             return self._ssl.getpeercert()
         if name == "cipher":
             return self._ssl.cipher()
+        origin = self.proxy_origin
+        if origin is not None and name in ("peername", "sockname"):
+            address = origin[0] if name == "peername" else origin[1]
+            if address is not None:
+                return address
         raw = self._raw
         return raw.get_extra_info(name, default) if raw is not None else default
 

@@ -49,8 +49,13 @@ INTERNAL_ERROR = 1011
 ABNORMAL_CLOSURE = 1006
 
 
-def serve_websocket(
-    ctx: WorkerContext, stream: Stream, app: ASGIApp, root_path: str, state: dict[str, Any]
+def serve_websocket(  # noqa: PLR0917 -- the mount's four facts, passed through
+    ctx: WorkerContext,
+    stream: Stream,
+    app: ASGIApp,
+    root_path: str,
+    state: dict[str, Any],
+    mount_path: str = "",
 ) -> None:
     """Run an ASGI app on a WebSocket handshake (still a request of ``stream``'s protocol)."""
     settings = ctx.limits.websocket
@@ -70,7 +75,8 @@ def serve_websocket(
         stream.app_finished()
         return
     engine = WSEngine(ctx, stream, handshake)
-    ctx.spawn(WebSocketCycle(engine).run(app, websocket_scope(engine, root_path, state)), stream)
+    scope = websocket_scope(engine, root_path, state, mount_path)
+    ctx.spawn(WebSocketCycle(engine).run(app, scope), stream)
 
 
 class WSEngine(WebSocketChannel, asyncio.Protocol):

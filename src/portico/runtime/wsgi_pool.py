@@ -314,9 +314,12 @@ class WSGIPool:
         *,
         root_path: str,
         multiprocess: bool,
+        mount_path: str = "",
     ) -> None:
         self.app = app
         self.root_path = root_path
+        #: the ``--mount`` prefix within ``root_path``: what follows a trusted proxy's prefix
+        self.mount_path = mount_path
         self.multiprocess = multiprocess
         self.base = base_environ(self)
         self.pool = ThreadPool(threads, "portico-wsgi")
@@ -350,8 +353,10 @@ class WSGIPool:
 
     def _run(self, stream: ThreadStream) -> None:
         """In a pool thread: the whole life of one request."""
+        prefix = stream.stream.prefix
+        root_path = self.root_path if prefix is None else prefix + self.mount_path
         try:
-            run_wsgi(self.app, stream, self.base, self.root_path)
+            run_wsgi(self.app, stream, self.base, root_path, mount_path=self.mount_path)
         finally:
             stream.finish()
 

@@ -25,6 +25,7 @@ from portico import logs
 from portico.errors import EXIT_OK, ConfigError, StartupError
 from portico.gateways.lifespan import Lifespan
 from portico.gateways.loader import LoadedApp, load_app
+from portico.gateways.static import StaticFiles
 from portico.runtime.context import WorkerContext
 from portico.runtime.router import Mount, Router
 from portico.runtime.server import Listener, Server
@@ -120,6 +121,7 @@ def serve(
                 config.threads,
                 root_path=_mount_root(config, prefix),
                 multiprocess=config.workers > 1,
+                mount_path="" if prefix == "/" else prefix,
             )
     try:
         with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
@@ -183,7 +185,13 @@ async def _serve(
             )
             for prefix, loaded in apps.apps
         ]
-        ctx.dispatcher = Router(ctx, mounts, mounted=apps.mounted)
+        static = StaticFiles(ctx.limits.static) if config.static else None
+        if static is not None:
+            try:
+                static.check()
+            except ValueError as exc:
+                raise ConfigError(f"--static: {exc}") from None
+        ctx.dispatcher = Router(ctx, mounts, mounted=apps.mounted, static=static)
         settings = tls_settings(config)
         return Server(ctx, load_tls(settings) if settings is not None else None)
 
