@@ -49,18 +49,30 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def make_driver(loop: asyncio.AbstractEventLoop) -> Any:
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    body = b"Hello, world!"
+    if environ["REQUEST_METHOD"] == "POST":
+        body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def make_driver(loop: asyncio.AbstractEventLoop, interface: str) -> Any:
     """A driver factory for the installed build: the worker context, or the older Server."""
+    from portico.runtime.wsgi_pool import WSGIPool  # noqa: PLC0415
+
+    pool = WSGIPool(wsgi_app, 8, root_path="", multiprocess=False) if interface == "wsgi" else None
     try:
         from portico.runtime.context import WorkerContext  # noqa: PLC0415
         from portico.runtime.router import Mount, Router  # noqa: PLC0415
     except ImportError:  # a build from before the connection layer
         from portico.runtime.server import Server  # type: ignore[attr-defined]  # noqa: PLC0415
 
-        server = Server(Config(), app, loop)
+        server = Server(Config(), app, loop, wsgi=pool)
         return lambda: H1Driver(server)
     ctx = WorkerContext(Config(), loop)
-    ctx.dispatcher = Router(ctx, [Mount("/", app, None, "", {})], mounted=False)
+    mount = Mount("/", None if pool else app, pool, "", {})
+    ctx.dispatcher = Router(ctx, [mount], mounted=False)
     return lambda: H1Driver(ctx)
 
 
@@ -82,6 +94,9 @@ class MemoryTransport:
     def write(self, data: bytes) -> None:
         self.written += len(data)
         self.responses += 1
+        DONE[0] += 1
+        if DONE[0] >= DONE[1] and WAKE:
+            WAKE.pop().set_result(None)
 
     def writelines(self, chunks: list[bytes]) -> None:
         self.write(b"".join(chunks))
@@ -102,9 +117,14 @@ class MemoryTransport:
         pass
 
 
-async def run(requests: int, connections: int, request: bytes) -> float:
+# responses written so far, and how many the round waits for; the round's waiter
+DONE = [0, 0]
+WAKE: list[asyncio.Future[None]] = []
+
+
+async def run(requests: int, connections: int, request: bytes, interface: str) -> float:
     loop = asyncio.get_running_loop()
-    new_driver = make_driver(loop)
+    new_driver = make_driver(loop, interface)
     drivers = []
     for _ in range(connections):
         driver = new_driver()
@@ -113,8 +133,14 @@ async def run(requests: int, connections: int, request: bytes) -> float:
     rounds = requests // connections
     start = time.process_time()
     for _ in range(rounds):
+        DONE[1] += connections
         for driver in drivers:
             driver.data_received(request)
+        if interface == "wsgi":  # the pool's threads answer: wait for the round, not spin
+            if DONE[0] < DONE[1]:
+                WAKE.append(loop.create_future())
+                await WAKE[0]
+            continue
         await asyncio.sleep(0)  # one loop iteration, as when a batch of reads arrives together
         await asyncio.sleep(0)
     elapsed = time.process_time() - start
@@ -128,6 +154,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--scenario", choices=("plaintext", "echo"), default="plaintext")
+    parser.add_argument("--interface", choices=("asgi", "wsgi"), default="asgi")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     try:
@@ -140,7 +167,7 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
     request = ECHO if args.scenario == "echo" else REQUEST
-    per_request = runner(run(args.requests, args.connections, request))
+    per_request = runner(run(args.requests, args.connections, request, args.interface))
     if args.profile:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)

@@ -214,7 +214,7 @@ def messages(events: list[tuple[Any, ...]]) -> tuple[list[Message], tuple[Any, .
 
 
 def head_matches(message: Message, exp: dict[str, Any]) -> None:
-    (_, _, method, raw_path, query, version, headers, has_body, expect_continue, _, scheme) = (
+    (_, _, method, raw_path, query, version, headers, has_body, expect_continue, _, scheme, _) = (
         message.request
     )
     assert method == exp["method"]

@@ -239,3 +239,15 @@ def test_sigterm_lets_streams_in_flight_finish(serve: ServerFactory) -> None:
     assert (reply.status, reply.body) == (200, b"slow done")
     assert client.goaway is not None and client.goaway.error_code == 0
     assert server.wait() == 0
+
+
+def test_a_trusted_proxy_says_who_the_client_is(server: ServerProcess) -> None:
+    """The origin step runs for HTTP/2 streams as for HTTP/1.1 (127.0.0.1 is trusted by
+    default): the app sees the client and scheme the proxy's headers name."""
+    with H2Client(server.port) as client:
+        reply = client.get(
+            "/echo", headers=[("x-forwarded-for", "203.0.113.7"), ("x-forwarded-proto", "https")]
+        )
+    seen = _echo(reply.body)
+    assert seen["client"][0] == "203.0.113.7"  # type: ignore[index]
+    assert seen["scheme"] == "https"

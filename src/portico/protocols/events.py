@@ -36,6 +36,9 @@ class Request(NamedTuple):
     upgrade: bytes | None = None
     #: the scheme given by an absolute-form request-target (RFC 9112 §3.2.2), else ``None``
     scheme: str | None = None
+    #: whether the head has proxy fields (``X-Forwarded-*``, ``Forwarded``): ``False`` lets the
+    #: runtime skip origin resolution; ``None`` (a protocol that does not tell) means look
+    proxy_fields: bool | None = None
 
 
 class Body(NamedTuple):

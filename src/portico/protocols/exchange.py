@@ -42,6 +42,28 @@ _checked_fields: Final[dict[tuple[bytes, bytes], bytes]] = {}
 _status_lines: Final[dict[int, bytes]] = {}
 
 
+class _FieldLine:
+    """A ``name: value\r\n`` line for a value that changes seldom (Date once a second, Server
+    never): built when the value changes, reused for every response in between."""
+
+    __slots__ = ("line", "name", "value")
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.value = b""
+        self.line = b""
+
+    def line_for(self, value: bytes) -> bytes:
+        if value is not self.value:
+            self.value = value
+            self.line = b"%s: %s\r\n" % (self.name, value)
+        return self.line
+
+
+_DATE_LINE: Final = _FieldLine(b"date")
+_SERVER_LINE: Final = _FieldLine(b"server")
+
+
 def status_line(status: int) -> bytes:
     line = _status_lines.get(status)
     if line is None:
@@ -128,9 +150,9 @@ class Exchange:
         if chunked and content_length is not None:
             raise AppError("response has both Content-Length and Transfer-Encoding")
         if not has_date and date:
-            out += (b"date: ", date, b"\r\n")
+            out.append(_DATE_LINE.line_for(date))
         if not has_server and server:
-            out += (b"server: ", server, b"\r\n")
+            out.append(_SERVER_LINE.line_for(server))
         no_body = status in (204, 304) or self.head
         if (
             content_length is not None

@@ -243,6 +243,7 @@ def request_from_headers(
             False,
             upgrade,
             scheme,
+            None,  # proxy_fields: not told; the runtime looks when the peer is a trusted proxy
         ),
     )
     return request, content_length

@@ -34,7 +34,6 @@ from portico.errors import (
     BadRequest,
     ContentTooLarge,
     HeadersTooLarge,
-    NotImplementedByServer,
     ProtocolError,
     URITooLong,
     VersionNotSupported,
@@ -42,8 +41,14 @@ from portico.errors import (
 from portico.protocols.events import Body, EndOfBody, Event, Headers, Request, StreamError
 from portico.protocols.exchange import Exchange, error_response, switching_protocols
 from portico.protocols.request_line import (
+    DROP,
+    PROXY_FIELD,
+    WATCH,
+    check_transfer_encoding,
+    field_kind,
     method_cache,
     method_name,
+    name_kinds,
     other_target_form,
     parser_detail,
     valid_host,
@@ -74,7 +79,8 @@ _EXPECT: Final = b"expect"
 _CL: Final = b"content-length"
 _UPGRADE: Final = b"upgrade"
 _CT: Final = b"content-type"
-_WATCHED: Final = frozenset({_HOST, _TE, _EXPECT, _CL, _UPGRADE, _CT})
+# One dict look-up a field says what to do with its name (``request_line.field_kind``).
+_NAME_KINDS: Final = name_kinds((_HOST, _TE, _EXPECT, _CL, _UPGRADE, _CT))
 _new_tuple: Final = tuple.__new__
 
 
@@ -123,6 +129,7 @@ class H1Connection:
         self._header_bytes = 0
         self._host_count = 0
         self._ct_count = 0
+        self._proxy_fields = False
         #: fields dropped for an underscore in the name (still counted against the limits)
         self._dropped = 0
         self._host = b""
@@ -267,16 +274,20 @@ class H1Connection:
             raise URITooLong("request-target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Kept to the minimum: it runs once per field of every request. The count and size
-        # limits are checked when the head (or trailer section) is complete; until then the
-        # raw-byte count in receive_data bounds what a head can hold.
+        # Kept to the minimum: it runs once per field of every request. The limits are checked
+        # when the head (or trailers) are complete; until then receive_data bounds raw bytes.
         name = name.lower()
-        if name in _WATCHED and self._trailers is None:
+        kind = _NAME_KINDS.get(name, -1)
+        if kind < 0:
+            kind = field_kind(_NAME_KINDS, name)
+        if kind == WATCH and self._trailers is None:
             self._watch_header(name, value)  # sees the raw value: framing checks need it
         # llhttp drops leading whitespace; trailing OWS is not part of the value (RFC 9110 §5.5)
         value = value.rstrip(b" \t")
         self._header_bytes += len(name) + len(value)
-        if name.find(b"_") >= 0:
+        if kind == PROXY_FIELD:
+            self._proxy_fields = True
+        elif kind == DROP:
             # Dropped, as nginx, Apache and gunicorn do: CGI-style maps (WSGI's environ, Django's
             # META from ASGI headers too) fold "_" and "-" together, so X-Forwarded_For could pass
             # for the X-Forwarded-For a proxy vouches for. Counted against the limits all the same.
@@ -301,19 +312,7 @@ class H1Connection:
             if limit and self._content_length > limit:
                 raise ContentTooLarge("request body larger than the limit")
         elif name == _TE:
-            if value.find(b"\t") >= 0:
-                # llhttp refuses a tab in Transfer-Encoding only after the head was reported;
-                # refuse it here so no request with unclear framing reaches the app.
-                raise BadRequest("malformed Transfer-Encoding")
-            codings = [c.strip(b" ").lower() for c in value.split(b",")]
-            if self._chunked or b"" in codings or codings.count(b"chunked") > 1:
-                raise BadRequest("malformed Transfer-Encoding")
-            if codings[-1] != b"chunked":
-                if any(c not in (b"gzip", b"deflate", b"compress", b"x-gzip") for c in codings):
-                    raise NotImplementedByServer("unsupported transfer coding")
-                raise BadRequest("request Transfer-Encoding must end with chunked")
-            if len(codings) > 1:
-                raise NotImplementedByServer("unsupported transfer coding")
+            check_transfer_encoding(value, self._chunked)
             self._chunked = True
         elif name == _EXPECT:
             if value.rstrip(b" \t").lower() != b"100-continue":
@@ -406,6 +405,7 @@ class H1Connection:
                     self._expect and has_body,
                     self._upgrade,
                     scheme,
+                    self._proxy_fields,
                 ),
             )
         )

@@ -1,4 +1,5 @@
-"""Request-line checks for HTTP/1.1: the method name, the request-target form, the Host value.
+"""Request-line and field checks for HTTP/1.1: the method name, the request-target form, the Host
+value, what to do with a field name, Transfer-Encoding.
 
 Split from ``http11`` so that module stays about the connection's state machine; compiled with it.
 """
@@ -10,7 +11,19 @@ from typing import Final
 
 from portico.errors import BadRequest, NotImplementedByServer
 
-__all__ = ["method_cache", "method_name", "other_target_form", "parser_detail", "valid_host"]
+__all__ = [
+    "DROP",
+    "PROXY_FIELD",
+    "WATCH",
+    "check_transfer_encoding",
+    "field_kind",
+    "method_cache",
+    "method_name",
+    "name_kinds",
+    "other_target_form",
+    "parser_detail",
+    "valid_host",
+]
 
 # RFC 9112 §3.2 / RFC 3986 §3.2.2: uri-host [ ":" port ] — an IP literal or a reg-name.
 valid_host = re.compile(
@@ -53,3 +66,51 @@ def parser_detail(exc: Exception) -> str:
     """llhttp's reason, which is its own constant text (it never quotes the input)."""
     text = str(exc) or "malformed request"
     return "".join(ch for ch in text if " " <= ch <= "~")[:120]
+
+
+# What to do with a field name: WATCH it on arrival (framing, Host, Expect, Upgrade, singletons),
+# DROP it (an underscore), note a PROXY_FIELD (origin resolution has work), or 0: keep it. The
+# map holds the names seen so far (bounded, and never long ones: a client cannot fill it with
+# junk), so a field costs one dict look-up.
+WATCH: Final = 1
+DROP: Final = 2
+PROXY_FIELD: Final = 3
+_PROXY_FIELDS: Final = (
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-forwarded-prefix",
+)
+_NAME_CACHE_LIMIT: Final = 4096
+_NAME_CACHE_LONGEST: Final = 64
+
+
+def name_kinds(watched: tuple[bytes, ...]) -> dict[bytes, int]:
+    return {**dict.fromkeys(_PROXY_FIELDS, PROXY_FIELD), **dict.fromkeys(watched, WATCH)}
+
+
+def field_kind(kinds: dict[bytes, int], name: bytes) -> int:
+    """What to do with a (lower-case) field name not in ``kinds`` yet; remembers it."""
+    kind = DROP if name.find(b"_") >= 0 else 0
+    if len(name) <= _NAME_CACHE_LONGEST and len(kinds) < _NAME_CACHE_LIMIT:
+        kinds[name] = kind
+    return kind
+
+
+def check_transfer_encoding(value: bytes, chunked_already: bool) -> None:
+    """Refuse a request Transfer-Encoding other than one ``chunked``, last (RFC 9112 §6.1)."""
+    if value.find(b"\t") >= 0:
+        # llhttp refuses a tab in Transfer-Encoding only after the head was reported; refuse it
+        # here so no request with unclear framing reaches the app.
+        raise BadRequest("malformed Transfer-Encoding")
+    codings = [c.strip(b" ").lower() for c in value.split(b",")]
+    if chunked_already or b"" in codings or codings.count(b"chunked") > 1:
+        raise BadRequest("malformed Transfer-Encoding")
+    if codings[-1] != b"chunked":
+        if any(c not in (b"gzip", b"deflate", b"compress", b"x-gzip") for c in codings):
+            raise NotImplementedByServer("unsupported transfer coding")
+        raise BadRequest("request Transfer-Encoding must end with chunked")
+    if len(codings) > 1:
+        raise NotImplementedByServer("unsupported transfer coding")

@@ -149,8 +149,10 @@ class WorkerContext:
     def dispatch(self, stream: Stream) -> None:
         """Admit a request (503 over ``max_in_flight``) and hand it to the apps, once what its
         trusted proxy says about it is applied (``runtime.origin``)."""
-        if stream.proxied and self.resolver is not None:
-            apply_origin(stream, self.resolver)
+        if stream.proxied and stream.request.proxy_fields is not False:
+            resolver = self.resolver
+            if resolver is not None:
+                apply_origin(stream, resolver)
         if self.in_flight >= self.max_in_flight:
             self.warn_limited(
                 "in_flight", "too many requests in flight (%d); answering 503", self.in_flight

@@ -18,13 +18,18 @@ from portico.protocols.events import Headers, Request, StreamError
 from portico.protocols.http11 import H1Connection
 from portico.runtime.context import WRITE_HIGH_WATER, Driver
 
-__all__ = ["FILE_CHUNK", "H1Owner", "H1Stream"]
+__all__ = ["FILE_CHUNK", "INLINE_FILE", "H1Owner", "H1Stream", "read_cached"]
 
 #: Bytes read per hand-off when a file cannot be ``sendfile``d (TLS): large enough for few
 #: hand-offs to the reading thread, small enough to keep a slow client's memory flat.
 FILE_CHUNK: Final = 256 * 1024
 # A client that went away while a file was being sent to it.
 _GONE: Final = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF})
+# How long sendfile waits for the socket before it tries again anyway. The wait needs a bound:
+# a client that half-closed and then reset is reported by the event loop as an error on the
+# watcher, with no callback (libuv stops a poll handle on POLLERR), and the transport, done
+# reading after the EOF, never hears of it; the next sendfile then fails with EPIPE.
+_SENDFILE_RECHECK: Final = 1.0
 
 
 class H1Owner(Driver):
@@ -47,6 +52,30 @@ class H1Owner(Driver):
     def detach(self) -> bytes:
         """Give the transport up to an upgrade; return the bytes after the handshake."""
         raise NotImplementedError
+
+
+#: Files up to this size are read (when the page cache has them) and written with the head.
+INLINE_FILE: Final = 64 * 1024
+
+
+def read_cached(fd: int, offset: int, count: int) -> bytes | None:
+    """``count`` bytes of the file at ``offset`` if the page cache holds them all, else ``None``:
+    ``RWF_NOWAIT`` makes the read refuse rather than wait for a disk (Linux 4.14), so the event
+    loop never blocks on it; a short read (the file shrank) is ``None`` too, and the caller's
+    slower path reports it."""
+    if count == 0:
+        return b""
+    if not _NOWAIT:
+        return None  # no way to read without waiting for a disk: leave it to sendfile
+    buffer = bytearray(count)
+    try:
+        got = os.preadv(fd, [buffer], offset, _NOWAIT)
+    except OSError:  # not cached (EAGAIN), or a file system without RWF_NOWAIT
+        return None
+    return bytes(buffer) if got == count else None
+
+
+_NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -193,6 +222,15 @@ class H1Stream(Stream):
     async def send_file(self, fd: int, offset: int, count: int) -> None:
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
+        if count <= INLINE_FILE:
+            data = read_cached(fd, offset, count)
+            if data is not None:
+                # a small file the page cache holds: one write with the head, no thread hop,
+                # no sendfile dance (static files are mostly this)
+                waiter = self.write(data, True)
+                if waiter is not None:
+                    await waiter
+                return
         if self.conn.sendfile_fd < 0:
             await self._send_file_read(fd, offset, count)
         else:
@@ -245,36 +283,48 @@ class H1Stream(Stream):
             raise ClientDisconnected("client disconnected")
 
     async def _sendfile(self, fd: int, offset: int, count: int) -> int:
-        loop = self.conn.loop
-        # A duplicate of the socket: the transport owns the original, and the loop refuses a
-        # second watcher on it. The transport writes nothing meanwhile (this is the response).
-        sock = os.dup(self.conn.sendfile_fd)
+        conn = self.conn
+        loop = conn.loop
+        # The transport owns the socket and writes nothing meanwhile (this is the response).
+        # Its descriptor is used only while the transport is not closing (so the number cannot
+        # belong to another connection yet); waiting for the socket to take more needs a
+        # duplicate, since the loop refuses a second watcher on the transport's descriptor.
+        sock = -1
         sent = 0
         try:
             while sent < count:
-                if self.disconnected:
+                transport = conn.transport
+                if self.disconnected or transport is None or transport.is_closing():
                     raise ClientDisconnected("client disconnected")
                 try:
-                    done = os.sendfile(sock, fd, offset + sent, count - sent)
+                    done = os.sendfile(conn.sendfile_fd, fd, offset + sent, count - sent)
                 except BlockingIOError:
+                    if sock < 0:
+                        sock = os.dup(conn.sendfile_fd)
                     waiter = loop.create_future()
                     self._file_waiter = waiter
                     loop.add_writer(sock, _wake, waiter)
+                    recheck = loop.call_later(_SENDFILE_RECHECK, _wake, waiter)
                     try:
-                        await waiter  # the socket takes more, or lost() woke us
+                        await waiter  # the socket takes more, lost() woke us, or time to look
                     finally:
+                        recheck.cancel()
                         loop.remove_writer(sock)
                         self._file_waiter = None
                     continue
                 except OSError as exc:
                     if exc.errno in _GONE:
+                        # the transport may not know yet (it stopped reading at the client's
+                        # EOF): drop the connection, or it would stay open with nobody on it
+                        self.conn.abort()
                         raise ClientDisconnected("client disconnected") from None
                     raise
                 if done == 0:
                     break  # the file is shorter than it was
                 sent += done
         finally:
-            os.close(sock)
+            if sock >= 0:
+                os.close(sock)
         return sent
 
     async def _send_file_read(self, fd: int, offset: int, count: int) -> None:
