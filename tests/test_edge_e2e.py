@@ -15,7 +15,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,9 +212,8 @@ def test_proxy_protocol_header_timeout_and_tls_after_it(
         "--keyfile",
         str(key),
     )
-    started = time.monotonic()
-    assert raw_exchange(server.port, b"", timeout=10) == b""  # silence: closed after the timeout
-    assert time.monotonic() - started < 5
+    # silence: closed after the header timeout, well before our own
+    assert raw_exchange(server.port, b"", timeout=10, closed=True) == b""
     context = ssl.create_default_context()
     ca.configure_trust(context)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:

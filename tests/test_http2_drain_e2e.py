@@ -9,10 +9,9 @@ refusals, not the server's: see ``tests/h2load.py``; they stay a small fraction.
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, established, wait_until
 from tests.h2load import H2Load
 
 
@@ -20,7 +19,7 @@ def test_sighup_under_h2load_fails_no_request(serve: ServerFactory, tmp_path: Pa
     server = serve("master_apps:app", "--workers", "2")
     before = set(server.worker_pids())
     load = H2Load(server.url, seconds=10, log=tmp_path / "h2load.log")
-    time.sleep(2)  # the load is under way
+    assert wait_until(lambda: established(server.port) >= 16)  # h2load is under way
     server.signal(signal.SIGHUP)
     result = load.result()
     assert result.bad == 0, result.output + server.log[-4000:]

@@ -79,3 +79,13 @@ def test_bad_mounts_are_usage_errors(serve: ServerFactory) -> None:
     server = serve("--mount", "/a=asgi_apps:echo", "--mount", "/a=asgi_apps:echo", ready=False)
     assert server.wait() == 2
     assert "mounted twice" in server.log
+
+
+def test_a_failed_startup_shuts_down_the_apps_already_started(serve: ServerFactory) -> None:
+    server = serve(
+        "asgi_apps:lifespan_app", "--mount", "/bad=asgi_apps:failing_lifespan", ready=False
+    )
+    assert server.wait() == 3
+    assert "database unreachable" in server.log
+    # the root app had started: its lifespan gets its shutdown before the worker gives up
+    assert server.log.count("lifespan shutdown ran") == 1

@@ -8,7 +8,6 @@ and hands it to the pure ``portico.config``. The worker is imported only when se
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import socket
 import sys
@@ -19,13 +18,12 @@ from portico import __version__, logs
 from portico.config import Config, Resolved, format_resolved, resolve
 from portico.config.argv import build_parser
 from portico.errors import EXIT_OK, ConfigError, StartupError
+from portico.logs import error_log as log
 
 if TYPE_CHECKING:
     from portico.worker.link import MasterLink
 
 __all__ = ["main", "version"]
-
-log = logging.getLogger("portico.error")
 
 
 def version() -> str:

@@ -2,27 +2,32 @@
 
 ``python -m portico.config.docs > docs/settings.md`` writes the full reference;
 ``scripts/gen-docs`` also rewrites the part of the README between the ``<!-- settings:begin -->``
-and ``<!-- settings:end -->`` markers (this module only computes text; it reads and writes no
-files). Both come from the one table of settings, and tests fail when either copy is stale.
+and ``<!-- settings:end -->`` markers with the table of settings linked to it (this module only
+computes text; it reads and writes no files). Both come from the one table of settings, and tests
+fail when either is stale.
 """
 
 from __future__ import annotations
 
 import sys
 
-from portico.config.render import render_markdown
+from portico.config.render import PREAMBLE_BODY, render_markdown, render_table
 
 BEGIN = "<!-- settings:begin -->"
 END = "<!-- settings:end -->"
 
 
 def readme_section() -> str:
-    """The reference without its generated-file banner and title, for embedding."""
-    lines = render_markdown().splitlines()
-    body = [line for line in lines if not line.startswith("<!--")]
-    while body and (not body[0].strip() or body[0].startswith("# ")):
-        body.pop(0)
-    return "\n".join(body).strip() + "\n"
+    """What the README shows: where settings come from, and the table of every setting, each
+    linked to its entry in ``docs/settings.md`` (the one full reference)."""
+    lines = [
+        PREAMBLE_BODY.strip(),
+        "",
+        "Each setting's type, meaning and file key are in [docs/settings.md](docs/settings.md).",
+        "",
+        *render_table("docs/settings.md"),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def embed(readme: str) -> str:

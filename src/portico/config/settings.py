@@ -418,8 +418,8 @@ class Config(HTTP2Settings):
     max_request_line: int = setting(
         8190,
         kinds.integer(1),
-        "Longest request-target accepted, in bytes; longer gets 414. 8190 is gunicorn's and "
-        "Apache's limit; nginx allows 8 KiB per header line.",
+        "Longest request-target accepted, in bytes; longer gets 414. 8190 is Apache's limit "
+        "(gunicorn's is 4094); nginx allows 8 KiB per header line.",
         flags=("--max-request-line",),
     )
     max_header_count: int = setting(
@@ -492,8 +492,9 @@ class Config(HTTP2Settings):
         1048576,
         kinds.integer(0),
         "Largest WebSocket message accepted, in bytes, after decompression (0: unlimited); "
-        "a larger one closes the connection with 1009 (RFC 6455 §7.4.1). 1 MiB, as uvicorn "
-        "and the websockets library.",
+        "a larger one closes the connection with 1009 (RFC 6455 §7.4.1). 1 MiB, as the "
+        "websockets library (uvicorn allows 16 MiB): one message may cost a worker this much "
+        "memory times `ws_max_queue`.",
         flags=("--ws-max-message-size",),
     )
     ws_max_queue: int = setting(

@@ -23,12 +23,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from portico.errors import ClientDisconnected
 from portico.protocols.events import Headers, Request
 
-__all__ = ["ClientDisconnected", "Stream", "Tunnel"]
+__all__ = ["IO_UNIT", "ClientDisconnected", "Stream", "Tunnel"]
+
+#: The one unit of buffering between an app and its connection, in both directions: request body
+#: waiting for the app before the socket stops being read, response bytes waiting in the transport
+#: before the app is paused, and a file's bytes read per hand-off when it cannot be ``sendfile``d.
+#: Large enough that a fast client costs few pauses and hand-offs (asyncio's own default high-water
+#: mark of 64 KiB pauses a 1 MiB response 16 times), small enough that 10,000 slow clients hold
+#: bounded memory.
+IO_UNIT: Final = 256 * 1024
 
 
 class Tunnel(Protocol):
@@ -107,9 +115,13 @@ class Stream:
 
     # response -------------------------------------------------------------
     def start(
-        self, status: int, headers: Headers, body: bytes, end: bool
+        self, status: int, headers: Headers, body: bytes, end: bool, reason: bytes = b""
     ) -> Awaitable[None] | None:
-        """Write the head (and the first body piece). Raises ``AppError`` for a bad response."""
+        """Write the head (and the first body piece). Raises ``AppError`` for a bad response.
+
+        ``reason`` is an app's own reason phrase (a WSGI status "200 Fine"); empty: the
+        standard one. Protocols without reason phrases (HTTP/2) ignore it.
+        """
         raise NotImplementedError
 
     def write(self, body: bytes, end: bool) -> Awaitable[None] | None:

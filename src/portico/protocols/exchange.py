@@ -83,7 +83,6 @@ class Exchange:
     response_started = False
     response_done = False
     chunked = False
-    close_delimited = False
     suppress_body = False
     #: bytes still owed by a response that declared Content-Length (None when it did not)
     remaining: int | None = None
@@ -105,6 +104,7 @@ class Exchange:
         end: bool,
         date: bytes,
         server: bytes,
+        reason: bytes = b"",
     ) -> list[bytes]:
         """The response head, checked, and the first body piece; sets how the body is framed.
 
@@ -117,7 +117,8 @@ class Exchange:
         content_length: int | None = None
         chunked = False
         has_date = has_server = False
-        out = [status_line(status)]
+        # an app's own reason phrase (already checked: no CR, LF or controls) is its own line
+        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason) if reason else status_line(status)]
         checked = _checked_fields
         for field in headers:
             name, value = field
@@ -185,7 +186,6 @@ class Exchange:
             out.append(_TRANSFER_CHUNKED)
         else:
             # HTTP/1.0 has no chunked coding: the end of the body is the end of the connection
-            self.close_delimited = True
             self.keep_alive = False
         if not self.keep_alive:
             out.append(CONNECTION_CLOSE)

@@ -14,7 +14,6 @@ moved in as well.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +21,9 @@ from email.utils import formatdate
 from typing import Any, Final, Protocol, cast
 
 from portico.config import Config
-from portico.gateways.stream import Stream
+from portico.gateways.stream import IO_UNIT, Stream
 from portico.logs import AccessLog
+from portico.logs import error_log as log
 from portico.protocols.events import Headers
 from portico.protocols.forwarded import OriginResolver, TrustedProxies
 from portico.runtime.limits import Limits, build_limits
@@ -31,21 +31,17 @@ from portico.runtime.origin import apply_origin
 
 __all__ = [
     "DEFER_LIMIT",
-    "WRITE_HIGH_WATER",
     "Connection",
     "Dispatcher",
     "Driver",
     "WorkerContext",
 ]
 
-log = logging.getLogger("portico.error")
 
 # Request tasks are made directly, with a fixed name: on Python 3.11, loop.create_task() and an
 # unnamed Task format a "Task-N" name for every request (about 0.5 us of a ~20 us request).
 _Task: Final = asyncio.Task
 _TASK_NAME: Final = "portico-request"
-# Response flow control: the transport calls pause_writing() above this many unsent bytes.
-WRITE_HIGH_WATER: Final = 256 * 1024
 # Responses are held until the end of the event-loop turn and written together (see
 # Driver.write); output above this size is written at once, as the app gives it.
 DEFER_LIMIT: Final = 64 * 1024
@@ -389,7 +385,7 @@ class Driver(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # pragma: no cover - the peer may already be gone
                 pass
-        plain.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        plain.set_write_buffer_limits(high=IO_UNIT)
         return plain
 
     # --- asyncio.Protocol: write flow control ------------------------------------------

@@ -13,16 +13,13 @@ import os
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected, Stream, Tunnel
+from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel
 from portico.protocols.events import Headers, Request, StreamError
 from portico.protocols.http11 import H1Connection
-from portico.runtime.context import WRITE_HIGH_WATER, Driver
+from portico.runtime.context import Driver
 
-__all__ = ["FILE_CHUNK", "INLINE_FILE", "H1Owner", "H1Stream", "read_cached"]
+__all__ = ["INLINE_FILE", "H1Owner", "H1Stream", "read_cached"]
 
-#: Bytes read per hand-off when a file cannot be ``sendfile``d (TLS): large enough for few
-#: hand-offs to the reading thread, small enough to keep a slow client's memory flat.
-FILE_CHUNK: Final = 256 * 1024
 # A client that went away while a file was being sent to it.
 _GONE: Final = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF})
 # How long sendfile waits for the socket before it tries again anyway. The wait needs a bound:
@@ -179,13 +176,15 @@ class H1Stream(Stream):
             self._disconnect_waiter = fut
         return fut
 
-    def start(self, status: int, headers: Headers, body: bytes, end: bool) -> Any:
+    def start(
+        self, status: int, headers: Headers, body: bytes, end: bool, reason: bytes = b""
+    ) -> Any:
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         conn = self.conn
         ctx = conn.ctx
         chunks = conn.proto.response_start(
-            status, headers, body, end=end, date=ctx.date, server=ctx.server_name
+            status, headers, body, end=end, date=ctx.date, server=ctx.server_name, reason=reason
         )
         self._started = True
         self.status = status
@@ -278,7 +277,7 @@ class H1Stream(Stream):
                 await waiter
         finally:
             if not conn.closed:
-                transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+                transport.set_write_buffer_limits(high=IO_UNIT)
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
 
@@ -334,7 +333,7 @@ class H1Stream(Stream):
         pool = self.conn.ctx.file_reader()
         end = offset + count
         position = offset
-        pending = loop.run_in_executor(pool, os.pread, fd, min(FILE_CHUNK, count), position)
+        pending = loop.run_in_executor(pool, os.pread, fd, min(IO_UNIT, count), position)
         try:
             while True:
                 data = await pending
@@ -344,9 +343,7 @@ class H1Stream(Stream):
                     self.conn.abort()  # the file shrank: a truncated body must not look whole
                     raise AppError(f"file ended after {position - offset} of {count} bytes")
                 if left > 0:
-                    pending = loop.run_in_executor(
-                        pool, os.pread, fd, min(FILE_CHUNK, left), position
-                    )
+                    pending = loop.run_in_executor(pool, os.pread, fd, min(IO_UNIT, left), position)
                 waiter = self.write(data, left <= 0)
                 if waiter is not None:
                     await waiter

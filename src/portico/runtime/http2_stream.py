@@ -22,7 +22,7 @@ import os
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected, Stream, Tunnel
+from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel
 from portico.protocols.events import Headers, Request
 from portico.protocols.h2_errors import CANCEL
 from portico.protocols.http2 import H2Connection
@@ -31,7 +31,7 @@ from portico.runtime.context import Driver
 __all__ = ["FILE_CHUNK", "H2Owner", "H2Stream", "H2Tunnel"]
 
 #: Bytes read per hand-off to the file-reading thread (``send_file``): the protocol frames them.
-FILE_CHUNK: Final = 256 * 1024
+FILE_CHUNK: Final = IO_UNIT
 #: A window that opens by less than this, without draining the backlog, is no progress: a client
 #: that opens its window a byte at a time (CVE-2019-9517) does not hold off the write timeout.
 PROGRESS_BYTES: Final = 1024
@@ -229,7 +229,10 @@ class H2Stream(Stream):
             self._disconnect_waiter = fut
         return fut
 
-    def start(self, status: int, headers: Headers, body: bytes, end: bool) -> Any:
+    def start(
+        self, status: int, headers: Headers, body: bytes, end: bool, reason: bytes = b""
+    ) -> Any:
+        # ``reason``: HTTP/2 has no reason phrase (RFC 9113 §8.3.2), so an app's own is dropped
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         conn = self.conn

@@ -22,18 +22,17 @@ close after an error response works over TLS too (TLS 1.3 allows the half-close,
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 from collections.abc import Callable
 from typing import Any, Final, cast
 
+from portico.logs import error_log as log
 from portico.protocols.exchange import error_response
 from portico.runtime.context import WorkerContext
 from portico.runtime.tls import ServerTLS, connection_facts
 
 __all__ = ["TLSConnection"]
 
-log = logging.getLogger("portico.error")
 
 # A TLS record carries at most 16 KiB of plaintext (RFC 8446 §5.1); read a few at a time.
 _READ_SIZE: Final = 64 * 1024

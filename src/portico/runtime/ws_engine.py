@@ -21,7 +21,6 @@ closing.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections import deque
 from typing import Any, cast
@@ -41,7 +40,6 @@ from portico.runtime.context import WorkerContext
 
 __all__ = ["WSEngine", "serve_websocket"]
 
-log = logging.getLogger("portico.error")
 
 # RFC 6455 §7.4.1
 GOING_AWAY = 1001
@@ -148,7 +146,17 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
     def receive(self) -> str | bytes | None:
         queue = self._queue
         if not queue:
-            return None
+            ws = self.ws
+            if ws is not None and ws.held:
+                # the app took every message that came before a frame that fails the
+                # connection, and answered them: now the failure
+                queue.extend(ws.release())
+                self._flush()
+                if not ws.open:
+                    self._closing()
+                self._update_reading()
+            if not queue:
+                return None
         data = queue.popleft()
         if self._read_paused and len(queue) < self._settings.max_queue:
             self._update_reading()
@@ -220,7 +228,7 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
             queue = self._queue
             queue.extend(messages)
             self._wake()
-            if len(queue) >= self._settings.max_queue:
+            if len(queue) >= self._settings.max_queue or ws.held:
                 self._update_reading()
         if ws.pong_received:
             ws.pong_received = False
@@ -339,7 +347,12 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
         transport = self.transport
         if transport is None or self._lost:
             return
-        pause = self._write_paused or len(self._queue) >= self._settings.max_queue
+        ws = self.ws
+        pause = (
+            self._write_paused
+            or len(self._queue) >= self._settings.max_queue
+            or (ws is not None and ws.held)
+        )
         if pause != self._read_paused:
             self._read_paused = pause
             if pause:

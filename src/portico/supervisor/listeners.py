@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import socket
 from collections.abc import MutableMapping
 
 from portico.errors import StartupError
+from portico.logs import error_log as log
 from portico.runtime.binds import create_socket, parse_bind, systemd_sockets
 
 __all__ = ["INHERIT_ENV", "Listeners"]
 
 INHERIT_ENV = "PORTICO_INHERIT"
-
-log = logging.getLogger("portico.error")
 
 
 class Listeners:

@@ -19,7 +19,6 @@ worker more/less, USR1 reopen logs, USR2 start a new master that inherits the so
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import selectors
 import signal
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from portico import logs
 from portico.errors import EXIT_OK, StartupError
+from portico.logs import error_log as log
 from portico.runtime.binds import describe
 from portico.supervisor.listeners import INHERIT_ENV, Listeners, inherit_env
 from portico.supervisor.notify import Notifier
@@ -51,8 +51,6 @@ if TYPE_CHECKING:
     from portico.config import Config
 
 __all__ = ["Boot", "Master"]
-
-log = logging.getLogger("portico.error")
 
 
 # How often the loop looks at the workers when nothing wakes it.

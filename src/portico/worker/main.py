@@ -26,6 +26,7 @@ from portico.errors import EXIT_OK, ConfigError, StartupError
 from portico.gateways.lifespan import Lifespan
 from portico.gateways.loader import LoadedApp, load_app
 from portico.gateways.static import StaticFiles
+from portico.logs import error_log as log
 from portico.runtime.context import WorkerContext
 from portico.runtime.router import Mount, Router
 from portico.runtime.server import Listener, Server
@@ -37,7 +38,6 @@ from portico.worker.link import MasterLink
 if TYPE_CHECKING:
     from portico.config import Config
 
-log = logging.getLogger("portico.error")
 
 FAST_SHUTDOWN_TIMEOUT = 1.0
 
@@ -209,8 +209,16 @@ async def _run(  # noqa: PLR0917 -- private
     """Start the apps, serve until a signal says stop, drain, stop the apps."""
     loop = asyncio.get_running_loop()
     server = make_server()  # first: a certificate that no longer loads stops us before the apps
-    for lifespan in lifespans:
-        await lifespan.startup()
+    started: list[Lifespan] = []
+    try:
+        for lifespan in lifespans:
+            await lifespan.startup()
+            started.append(lifespan)
+    except BaseException:
+        # a later mount's startup failed: the apps already started get their shutdown
+        for lifespan in reversed(started):
+            await lifespan.shutdown()
+        raise
     await server.start(listeners)
     # Everything allocated so far (the app, its imports, our modules) lives for the whole
     # process: move it out of the collector's sight so collections triggered by per-request
