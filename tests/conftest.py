@@ -12,10 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 APPS = Path(__file__).parent / "apps"
 _LISTENING = re.compile(r"serving .+? on https?://127\.0\.0\.1:(\d+)")
@@ -221,6 +223,24 @@ def raw_exchange(
 
 
 ServerFactory = Callable[..., ServerProcess]
+
+
+@dataclass(frozen=True)
+class Certs:
+    """A test CA and a server certificate for 127.0.0.1/localhost, made for one test."""
+
+    server_pem: str  # the key and the chain, as ``--certfile`` takes them
+    ca_pem: str
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Certs:
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    server_pem, ca_pem = tmp_path / "server.pem", tmp_path / "ca.pem"
+    issued.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    return Certs(str(server_pem), str(ca_pem))
 
 
 @pytest.fixture

@@ -17,10 +17,18 @@ from portico.config import Config
 from portico.errors import ConfigError
 from portico.gateways.static_options import StaticOptions
 from portico.protocols.fastcgi import FastCGILimits
+from portico.protocols.h2_settings import H2Limits
 from portico.protocols.http11 import H1Limits
 from portico.protocols.uwsgi import UwsgiLimits
 from portico.protocols.websocket import WSOptions
-from portico.runtime.limits import Limits, ProxyTrust, WSLimits, build_limits
+from portico.runtime.limits import (
+    H2_FIELD_OVERHEAD,
+    H2DriverLimits,
+    Limits,
+    ProxyTrust,
+    WSLimits,
+    build_limits,
+)
 
 # limit object field -> (setting, a value that is not its default)
 SOURCES: dict[str, tuple[str, Any]] = {
@@ -62,7 +70,26 @@ SOURCES: dict[str, tuple[str, Any]] = {
     "static.immutable_cache_control": ("static_immutable_cache_control", "public"),
     "static.fingerprint": ("static_fingerprint", "-[0-9]+"),
     "headers": ("headers", [(b"x-a", b"1")]),
+    "h2.protocol.max_concurrent_streams": ("h2_max_concurrent_streams", 7),
+    "h2.protocol.initial_window_size": ("h2_initial_window_size", 65535),
+    "h2.protocol.connection_window_size": ("h2_connection_window_size", 70000),
+    "h2.protocol.max_frame_size": ("h2_max_frame_size", 32768),
+    "h2.protocol.header_table_size": ("h2_header_table_size", 0),
+    "h2.protocol.enable_connect_protocol": ("h2_enable_connect_protocol", False),
+    "h2.protocol.header_block_margin": ("h2_header_block_margin", 100),
+    "h2.protocol.max_continuation_frames": ("h2_max_continuation_frames", 4),
+    "h2.protocol.reset_budget": ("h2_reset_budget", 9),
+    "h2.protocol.control_frame_budget": ("h2_control_frame_budget", 99),
+    "h2.protocol.small_window_update": ("h2_small_window_update", 10),
+    "h2.protocol.max_queued_control_bytes": ("h2_max_queued_control_bytes", 4096),
+    "h2.protocol.closed_streams_remembered": ("h2_closed_streams_remembered", 8),
+    "h2.max_header_count": ("max_header_count", 17),
+    "h2.max_body_size": ("max_body_size", 99),
+    "h2.write_timeout": ("h2_write_timeout", 4.5),
+    "h2.protocols": ("http_protocols", ("h2",)),
 }
+#: fields built from more than one setting (each has its own test below)
+DERIVED = {"h2.protocol.max_header_list_size"}
 # settings whose value the limit object holds in another form
 SPELLED: dict[str, Any] = {"static": ("/s=/srv",), "headers": ("X-A: 1",), "health_path": "/hz"}
 
@@ -90,7 +117,14 @@ def value_at(limits: Limits, path: str) -> Any:
 
 
 def test_every_limit_field_has_its_setting() -> None:
-    assert sorted(leaf_fields(Limits)) == sorted(SOURCES)
+    assert sorted(leaf_fields(Limits)) == sorted([*SOURCES, *DERIVED])
+
+
+def test_the_http2_header_list_is_the_http1_bound() -> None:
+    """RFC 9113 §6.5.2 counts a field as its name, its value and 32 octets."""
+    limits = build_limits(Config(max_header_bytes=1000, max_header_count=10))
+    assert limits.h2.protocol.max_header_list_size == 1000 + 10 * H2_FIELD_OVERHEAD
+    assert H2_FIELD_OVERHEAD == 32
 
 
 @pytest.mark.parametrize("path", sorted(SOURCES))
@@ -119,7 +153,18 @@ def test_default_headers_are_checked_as_the_apps_are(header: str, message: str) 
 
 @pytest.mark.parametrize(
     "cls",
-    [H1Limits, UwsgiLimits, FastCGILimits, WSOptions, WSLimits, ProxyTrust, StaticOptions, Limits],
+    [
+        H1Limits,
+        H2Limits,
+        H2DriverLimits,
+        UwsgiLimits,
+        FastCGILimits,
+        WSOptions,
+        WSLimits,
+        ProxyTrust,
+        StaticOptions,
+        Limits,
+    ],
 )
 def test_limit_objects_declare_no_defaults_of_their_own(cls: type) -> None:
     own = [

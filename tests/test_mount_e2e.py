@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import ServerFactory
+from tests.conftest import Certs, ServerFactory
+from tests.h2client import PROTOCOLS, httpx_client, server_args
 
 
-def test_flask_fastapi_and_an_asgi_root_side_by_side(serve: ServerFactory) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_flask_fastapi_and_an_asgi_root_side_by_side(
+    serve: ServerFactory, certs: Certs, protocol: str
+) -> None:
     server = serve(
         "asgi_apps:echo",
         "--mount",
@@ -20,8 +25,10 @@ def test_flask_fastapi_and_an_asgi_root_side_by_side(serve: ServerFactory) -> No
         "/fast/wsgi=wsgi_apps:echo",
         "--mount",
         "/dj=django_app:application",
+        *server_args(protocol, certs.server_pem),
     )
-    with httpx.Client(base_url=server.url) as client:
+    client, _ = httpx_client(protocol, server.port, certs.ca_pem)
+    with client:
         fast = client.get("/fast/items/7").json()
         assert fast["item"] == 7
         assert fast["root_path"] == "/fast"  # ASGI: the prefix is root_path, path is unchanged

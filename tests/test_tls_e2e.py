@@ -146,7 +146,12 @@ def test_alpn_chooses_http11_and_a_client_without_alpn_gets_it_too(
     certs: Certs, serve: ServerFactory
 ) -> None:
     server = serve("asgi_apps:echo", *certs.flags())
-    assert "ALPN protocol: http/1.1" in s_client(server.port, certs, "-alpn", "h2,http/1.1")
+    # h2 is preferred when the client offers it (HTTP/2 tests: tests/test_http2_*.py) ...
+    assert "ALPN protocol: h2" in s_client(server.port, certs, "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: http/1.1" in s_client(server.port, certs, "-alpn", "http/1.1")
+    # ... and not offered when only HTTP/1.1 is served
+    only_h1 = serve("asgi_apps:echo", *certs.flags(), "--http-protocols", "h1")
+    assert "ALPN protocol: http/1.1" in s_client(only_h1.port, certs, "-alpn", "h2,http/1.1")
     out = s_client(server.port, certs)
     assert "No ALPN negotiated" in out and "Verify return code: 0 (ok)" in out
     context = certs.context()

@@ -212,6 +212,17 @@ def _proxy_protocol(value: object) -> Outcome:
     raise ValueError(f"expected off, v1, v2 or auto, got {mode!r}")
 
 
+def _http2_cleartext(value: object) -> Outcome:
+    mode = _text(value).strip().lower()
+    if mode not in ("off", "prior-knowledge", "upgrade", "both"):
+        raise ValueError(f"expected prior-knowledge, upgrade, both or off, got {mode!r}")
+    return Outcome(
+        note=f"--http2-cleartext {mode}: Portico serves HTTP/2 with prior knowledge on every plain "
+        "bind while --http-protocols has h2 (--http-protocols h1 turns it off); Upgrade: h2c is "
+        "not offered (RFC 9113 §3.1 deprecates it), so those clients stay on HTTP/1.1"
+    )
+
+
 def _ws_deflate(value: object) -> Outcome:
     return Outcome((("ws_per_message_deflate", value),))
 
@@ -311,6 +322,15 @@ OPTIONS: tuple[PeerOption, ...] = (
         _proxy_protocol,
         "off, or on for v1, v2 and auto (both versions are read)",
         "proxy_protocol",
+    ),
+    PeerOption(
+        _G,
+        ("--http2-cleartext",),
+        "http2_cleartext",
+        "value",
+        _http2_cleartext,
+        "h2c prior knowledge is always served while h2 is on; Upgrade: h2c never",
+        "http_protocols",
     ),
     PeerOption(
         _G,

@@ -29,6 +29,7 @@ NOTED: tuple[tuple[str, str, str, Takes, str], ...] = (
     (_U, "--http", "", "value", f"{_PLAIN} (--http ignored)"),
     (_G, "--http-parser", "http_parser", "value", f"{_PLAIN} (--http-parser ignored)"),
     (_U, "--use-colors --no-use-colors", "", "switch", "Portico's logs are never coloured"),
+    (_U, "--http2", "", "switch", "Portico serves HTTP/2 by default (--http-protocols h1,h2)"),
     (_U, "--reload-delay", "", "value", "Portico's watcher waits for changes to settle itself"),
     (_G, "--reload-engine", "reload_engine", "value", "Portico watches with watchfiles (inotify)"),
     (_U, "--reset-contextvars", "", "switch", "each request runs in a fresh copy of the context"),
@@ -162,20 +163,16 @@ REFUSED: tuple[tuple[str, str, str, Takes, str], ...] = (
     (_G, "", "dirty_worker_exit", "value", _NO_DIRTY),
     (_G, "", "pre_request", "value", _NO_HOOK),
     (_G, "", "post_request", "value", _NO_HOOK),
-    # until HTTP/2 and access-log formats land (then they are settings)
-    (_G, "--http-protocols", "http_protocols", "value", "HTTP/2 is not served yet"),
-    (_G, "--http2-cleartext", "http2_cleartext", "value", "HTTP/2 is not served yet"),
+    # until access-log formats land (then it is a setting)
     (
         _G,
-        "--http2-max-concurrent-streams",
-        "http2_max_concurrent_streams",
+        "--http2-max-header-list-size",
+        "http2_max_header_list_size",
         "value",
-        "no HTTP/2 yet",
+        "HTTP/2's header list is bounded by the HTTP/1.1 limits (max_header_bytes plus 32 bytes "
+        "per field of max_header_count, RFC 9113 §6.5.2), so that one request has one limit "
+        "whatever its protocol: set those",
     ),
-    (_G, "--http2-initial-window-size", "http2_initial_window_size", "value", "no HTTP/2 yet"),
-    (_G, "--http2-max-frame-size", "http2_max_frame_size", "value", "no HTTP/2 yet"),
-    (_G, "--http2-max-header-list-size", "http2_max_header_list_size", "value", "no HTTP/2 yet"),
-    (_U, "--http2", "", "switch", "HTTP/2 is not served yet"),
     (
         _G,
         "--protocol",

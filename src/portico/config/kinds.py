@@ -142,6 +142,16 @@ def _convert_strings(raw: object) -> tuple[str, ...]:
     return tuple(_convert_str(item) for item in _items(raw, "a list of strings"))
 
 
+def _convert_http_protocols(raw: object) -> tuple[str, ...]:
+    names = [_convert_str(item).strip().lower() for item in _items(raw, "a list of protocols")]
+    for name in names:
+        if name not in ("h1", "h2"):
+            raise ValueError(f"unknown HTTP protocol {name!r} (choose from h1, h2)")
+    if not names:
+        raise ValueError("at least one HTTP protocol must be served")
+    return tuple(dict.fromkeys(names))
+
+
 def choice(*choices: str) -> Kind[str]:
     """One of a fixed set of lower-case words; input is compared case-insensitively."""
 
@@ -449,6 +459,11 @@ OPTIONAL_BINDS: Kind[tuple[str, ...]] = Kind(
 )
 HEALTH_PATH: Kind[str | None] = Kind(
     "URL path, e.g. `/healthz`", _convert_health_path, metavar="PATH"
+)
+HTTP_PROTOCOLS: Kind[tuple[str, ...]] = Kind(
+    "list of `h1`, `h2` (comma- or space-separated in flags and env)",
+    _convert_http_protocols,
+    metavar="PROTOCOLS",
 )
 MOUNTS: Kind[tuple[str, ...]] = Kind("list of `PREFIX=APP`", _convert_mounts, metavar="PREFIX=APP")
 ACTION: Kind[bool] = Kind("command-line action", _convert_action, is_flag=True)

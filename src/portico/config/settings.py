@@ -23,6 +23,7 @@ from portico.config.setting import (
     uvicorn,
 )
 from portico.config.settings_gateways import GatewaySettings
+from portico.config.settings_http2 import HTTP2Settings
 from portico.config.settings_process import ProcessSettings
 from portico.config.settings_static import StaticSettings
 from portico.config.settings_tls import TLSSettings
@@ -33,11 +34,20 @@ __all__ = ["ACTIONS", "ENV_PREFIX", "SETTINGS", "Config", "Setting"]
 
 #: The groups declared in modules of their own (a table per concern keeps each readable), in the
 #: order the reference lists them, after the settings of ``Config`` itself.
-_GROUPS = (TLSSettings, ProcessSettings, StaticSettings, WebSocketSettings, GatewaySettings)
+_GROUPS = (
+    TLSSettings,
+    HTTP2Settings,
+    ProcessSettings,
+    StaticSettings,
+    WebSocketSettings,
+    GatewaySettings,
+)
 
 
 @dataclass(frozen=True, slots=True)
-class Config(GatewaySettings, WebSocketSettings, StaticSettings, ProcessSettings, TLSSettings):
+class Config(
+    GatewaySettings, HTTP2Settings, WebSocketSettings, StaticSettings, ProcessSettings, TLSSettings
+):
     """Every setting of a Portico server, validated. Build it with ``portico.config.resolve``.
 
     The groups of ``_GROUPS`` are inherited from their own modules.

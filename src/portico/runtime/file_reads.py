@@ -12,7 +12,7 @@ import os
 from typing import Final
 
 from portico.errors import AppError
-from portico.gateways.stream import IO_UNIT, Stream
+from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream
 from portico.runtime.context import Driver
 
 __all__ = ["INLINE_FILE", "read_cached", "send_file_by_reads"]
@@ -46,7 +46,8 @@ async def send_file_by_reads(
 ) -> None:
     """``count`` bytes of ``fd`` from ``offset`` as the rest of ``stream``'s body, then its end.
 
-    A file that turns out shorter aborts the connection (a truncated body must not look whole).
+    A file that turns out shorter aborts the exchange (``stream.abort()``: the connection for
+    HTTP/1.1 and the gateways, the stream for HTTP/2), so a truncated body never looks whole.
     """
     loop = conn.loop
     pool = conn.ctx.file_reader()
@@ -59,13 +60,15 @@ async def send_file_by_reads(
             position += len(data)
             left = end - position
             if not data and left > 0:
-                conn.abort()
+                stream.abort()
                 raise AppError(f"file ended after {position - offset} of {count} bytes")
             if left > 0:
                 pending = loop.run_in_executor(pool, os.pread, fd, min(IO_UNIT, left), position)
             waiter = stream.write(data, left <= 0)
             if waiter is not None:
                 await waiter
+            if stream.disconnected:  # HTTP/2: the stream was reset while the window was shut
+                raise ClientDisconnected("client disconnected")
             if left <= 0:
                 return
     finally:
