@@ -273,6 +273,10 @@ SAMPLES: Mapping[str, tuple[str, object]] = {
     "ws_max_queue": ("4", 4),
     "ws_ping_interval": ("5", 5.0),
     "ws_ping_timeout": ("5", 5.0),
+    "http_protocols": ("h2,h1", ("h2", "h1")),
+    "h2_max_concurrent_streams": ("250", 250),
+    "h2_initial_window_size": ("1048576", 1048576),
+    "h2_max_frame_size": ("32768", 32768),
 }
 
 ALIASES = sorted(

@@ -108,11 +108,12 @@ def world_readable_install() -> Iterator[Path]:
         ours = Path(sysconfig.get_paths()["purelib"])
         for name in ("httptools", "websockets", "uvloop"):
             shutil.copytree(ours / name, site / name)
+        src = Path(__file__).resolve().parent.parent / "src"
         shutil.copytree(
-            Path(__file__).resolve().parent.parent / "src" / "portico",
-            site / "portico",
-            ignore=shutil.ignore_patterns("__pycache__"),
+            src / "portico", site / "portico", ignore=shutil.ignore_patterns("__pycache__")
         )
+        for shared in src.glob("*__mypyc*"):  # the compiled build's runtime, beside the package
+            shutil.copy2(shared, site / shared.name)
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         for path in (root / "venv" / "bin").iterdir():
