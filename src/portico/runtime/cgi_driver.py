@@ -11,7 +11,7 @@ event, i.e. from nginx's variables, never from a request header. There is no TLS
 (nginx terminated it and says so in ``HTTPS``), no WebSocket (nginx's uwsgi and FastCGI modules
 cannot carry one), and no PROXY header (nginx cannot send one to these upstreams).
 
-Input is read with backpressure: reading stops while more than ``BODY_HIGH_WATER`` bytes of body
+Input is read with backpressure: reading stops while more than ``IO_UNIT`` bytes of body
 wait for the app. Bad input is logged once and ends the connection: with the error response
 when none has started, else with a reset, as after an app that fails mid-response, so that
 nginx never passes a truncated body on as a complete one.
@@ -25,7 +25,7 @@ import struct
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected, Stream, with_defaults
+from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, with_defaults
 from portico.protocols.cgi_vars import Origin
 from portico.protocols.events import Body, EndOfBody, Headers, Request, StreamError
 from portico.protocols.fastcgi import FastCGIConnection
@@ -33,11 +33,10 @@ from portico.protocols.uwsgi import UwsgiConnection
 from portico.runtime.context import DEFER_LIMIT, Driver, WorkerContext
 from portico.runtime.file_reads import INLINE_FILE, read_cached, send_file_by_reads
 
-__all__ = ["BODY_HIGH_WATER", "BODY_LOW_WATER", "CGIDriver", "CGIStream"]
+__all__ = ["BODY_LOW_WATER", "CGIDriver", "CGIStream"]
 
-# Request body flow control, as for HTTP/1.1: stop reading above the high mark, read again once
-# the app has consumed down to the low mark.
-BODY_HIGH_WATER: Final = 256 * 1024
+# Request body flow control, as for HTTP/1.1: stop reading when IO_UNIT of body waits for the
+# app, read again once the app has consumed down to the low mark.
 BODY_LOW_WATER: Final = 64 * 1024
 # During a graceful shutdown a connection without a request waits this long for the one nginx
 # may already be sending (the ticker's one-second grain adds up to a second).
@@ -172,7 +171,7 @@ class CGIDriver(Driver):
             if self.closed or self.lingering:
                 return
         stream = self.stream
-        if stream is not None and stream.buffered > BODY_HIGH_WATER and not self._read_paused:
+        if stream is not None and stream.buffered > IO_UNIT and not self._read_paused:
             self._read_paused = True
             transport = self.transport
             if transport is not None:

@@ -7,15 +7,13 @@ master's loop, which only tells this when the signal comes and when the new mast
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, MutableMapping
 
+from portico.logs import error_log as log
 from portico.supervisor.listeners import INHERIT_ENV, Listeners, inherit_env
 from portico.supervisor.process import PidFile, alive, exec_new_master
 
 __all__ = ["Upgrade"]
-
-log = logging.getLogger("portico.error")
 
 
 class Upgrade:
