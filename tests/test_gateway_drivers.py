@@ -142,8 +142,9 @@ def test_fastcgi_idle_kept_connection_closes_after_keepalive_timeout(
         sock.sendall(fcgi_request(rid=1))
         read_response(sock, 1)
         began = time.monotonic()
-        assert sock.recv(1) == b""  # closed by the server, idle
-        assert 0.5 < time.monotonic() - began < 5
+        # closed by the server, idle (before the socket's 10 s timeout), not before 1 s
+        assert sock.recv(1) == b""
+        assert time.monotonic() - began > 0.5
 
 
 def test_fastcgi_abort_ends_a_running_request(serve: ServerFactory) -> None:
@@ -152,9 +153,8 @@ def test_fastcgi_abort_ends_a_running_request(serve: ServerFactory) -> None:
     with socket.create_connection(("127.0.0.1", ports["fastcgi"]), timeout=10) as sock:
         sock.sendall(fcgi_request(items, rid=1))
         sock.sendall(record(ABORT, b"", 1))
-        began = time.monotonic()
+        # answered within the socket's 10 s timeout: the abort ended the app's 30 s request
         reply = read_response(sock, 1)
-        assert time.monotonic() - began < 5  # not the app's 30 s
         assert (END, 1) in [(kind, rid) for kind, rid, _ in records(reply)]
         # the kept connection serves the next request
         sock.sendall(fcgi_request(fcgi_vars(REQUEST_URI=b"/?0"), rid=2))
