@@ -143,7 +143,9 @@ def _close_raw_clients() -> Iterator[None]:
 
 @pytest.fixture
 def slow_server(serve: ServerFactory) -> Iterator[ServerProcess]:
-    yield serve("asgi_apps:slow", "--workers", "1")
+    # the attacks leave slow requests running (reset streams do not stop an app that sleeps):
+    # the test's end need not wait the default 30 s of graceful shutdown for them
+    yield serve("asgi_apps:slow", "--workers", "1", "--graceful-timeout", "1")
 
 
 def _still_serves(server: ServerProcess) -> None:
@@ -257,7 +259,9 @@ def test_a_client_that_never_reads_stops_the_server_reading(serve: ServerFactory
     """PINGs whose ACKs are never read, with the control-frame budget out of the way: the
     replies the server owes stay bounded (``h2_max_queued_control_bytes``) instead of growing
     with the flood, and so does its memory."""
-    slow_server = serve("asgi_apps:slow", "--h2-control-frame-budget", "100000000")
+    slow_server = serve(
+        "asgi_apps:slow", "--h2-control-frame-budget", "100000000", "--graceful-timeout", "1"
+    )
     before = rss_kib(slow_server.worker_pid)
     sock = socket.create_connection(("127.0.0.1", slow_server.port), timeout=2)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -280,7 +284,7 @@ def test_a_client_that_never_reads_stops_the_server_reading(serve: ServerFactory
 def test_zero_window_dribble_cve_2019_9511_9517(serve: ServerFactory) -> None:
     """A client that opens its window a byte at a time (or never): the stalled response is reset
     after ``h2_write_timeout``, and memory stays flat."""
-    server = serve("asgi_apps:big", "--h2-write-timeout", "1")
+    server = serve("asgi_apps:big", "--h2-write-timeout", "1", "--graceful-timeout", "1")
     before = rss_kib(server.worker_pid)
     never = Raw(server.port, settings=struct.pack(">HI", 0x4, 0))  # INITIAL_WINDOW_SIZE 0
     dribble = Raw(server.port, settings=struct.pack(">HI", 0x4, 1))
@@ -305,7 +309,7 @@ def _still_serves_big(server: ServerProcess) -> None:
 def test_stream_limit_abuse(serve: ServerFactory) -> None:
     """More streams at once than SETTINGS_MAX_CONCURRENT_STREAMS: the excess is refused (the
     client may retry), and a client that keeps going past the budget is told to calm down."""
-    server = serve("asgi_apps:slow", "--h2-max-concurrent-streams", "10")
+    server = serve("asgi_apps:slow", "--h2-max-concurrent-streams", "10", "--graceful-timeout", "1")
     before = rss_kib(server.worker_pid)
     raw = Raw(server.port)
     raw.send(b"".join(raw.head("/?3") for _ in range(15)))
