@@ -54,6 +54,10 @@ HOT_PATH = [
     "src/portico/runtime/cgi_driver.py",
     "src/portico/runtime/uwsgi.py",
     "src/portico/runtime/fastcgi.py",
+    # WSGI: the environ, start_response and the hand-off run in the pool's threads, per request
+    "src/portico/gateways/wsgi_environ.py",
+    "src/portico/gateways/wsgi.py",
+    "src/portico/runtime/wsgi_pool.py",
 ]
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any
 
 from portico.errors import AppError
@@ -52,7 +51,6 @@ __all__ = [
 ]
 
 
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -134,11 +132,14 @@ class Response:
         self._length: int | None = None  # body bytes still due under a Content-Length
         self.done = False
 
+    # The app's arguments are typed ``object`` (``Any`` for exc_info) on purpose: this module is
+    # compiled, and a typed parameter would make a wrong argument a bare TypeError at the call
+    # instead of the AppError below that says what PEP 3333 expects.
     def start_response(
         self,
-        status: str,
-        headers: list[tuple[str, str]],
-        exc_info: ExcInfo | None = None,
+        status: object,
+        headers: object,
+        exc_info: Any = None,  # (type, exception, traceback) from sys.exc_info()
     ) -> Callable[[bytes], None]:
         if exc_info is not None:
             try:
@@ -173,12 +174,15 @@ class Response:
         self._pending = True
         return self.write
 
-    def write(self, data: bytes) -> None:
+    def write(self, chunk: object) -> None:
         """The ``write()`` callable (and the path of every body chunk)."""
-        if type(data) is not bytes:
-            if not isinstance(data, bytes | bytearray | memoryview):
-                raise AppError(f"WSGI body chunks must be bytes, got {type(data).__name__}")
-            data = bytes(data)
+        data: bytes
+        if type(chunk) is bytes:
+            data = chunk
+        elif isinstance(chunk, bytes | bytearray | memoryview):
+            data = bytes(chunk)
+        else:
+            raise AppError(f"WSGI body chunks must be bytes, got {type(chunk).__name__}")
         if self.done:
             if data:
                 raise AppError("response body longer than its Content-Length")

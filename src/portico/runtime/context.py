@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
@@ -118,6 +119,8 @@ class WorkerContext:
         self.date = b""
         self._date_header = config.date_header
         self.connections: set[Connection] = set()
+        #: our end of the connections, one tuple per address (``Driver.take_transport``)
+        self.socknames: dict[tuple[str, int | None], tuple[str, int | None]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.in_flight = 0
         #: requests handed to the app so far (``--max-requests`` recycles the worker)
@@ -378,9 +381,12 @@ class Driver(asyncio.Protocol):
         peer = plain.get_extra_info("peername")
         local = plain.get_extra_info("sockname")
         if isinstance(peer, tuple):
-            self.client = (str(peer[0]), int(peer[1]))
+            # interned: thousands of connections from one proxy or client share one string
+            self.client = (sys.intern(str(peer[0])), int(peer[1]))
         if isinstance(local, tuple):
-            self.sockname = (str(local[0]), int(local[1]))
+            # the same few listening addresses for every connection: share one tuple each
+            sockname = (str(local[0]), int(local[1]))
+            self.sockname = self.ctx.socknames.setdefault(sockname, sockname)
         elif isinstance(local, str):  # a unix socket's path
             self.sockname = (local, None)
         origin = self.proxy_origin

@@ -34,6 +34,7 @@ from portico.runtime.server import Listener, Server
 from portico.runtime.tls import load as load_tls
 from portico.runtime.tls import tls_settings
 from portico.runtime.wsgi_pool import WSGIPool
+from portico.worker.fd_limit import ensure_fd_limit
 from portico.worker.link import MasterLink
 
 if TYPE_CHECKING:
@@ -114,6 +115,9 @@ def serve(
     """Load the app(s), serve on ``sockets`` (each with its bind spec) until a signal says
     stop. Returns the exit code."""
     _enable_stack_dumps(hooks)
+    _, fd_warning = ensure_fd_limit(config.max_connections)
+    if fd_warning is not None:
+        log.warning("%s", fd_warning)
     apps = preloaded if preloaded is not None else load(config)
     if hooks is not None:
         hooks.call("post_worker_init")
