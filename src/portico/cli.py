@@ -102,15 +102,20 @@ def _check_tls(config: Config) -> None:
 
 
 def _configure_logs(config: Config) -> None:
-    logs.configure(config.log_level, config.access_log, config.log_file, config.access_log_file)
+    logs.configure(
+        config.log_level,
+        config.access_log,
+        config.log_file,
+        config.access_log_file,
+        config.log_format,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``portico`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        resolved = resolve(
-            sys.argv[1:] if argv is None else argv, os.environ, _read_text, os.getcwd()
-        )
+        resolved = resolve(args, os.environ, _read_text, os.getcwd())
         for warning in resolved.warnings:
             print(f"portico: warning: {warning}", file=sys.stderr)
         if resolved.action == "help":

@@ -19,15 +19,17 @@ import socket
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
+from time import perf_counter_ns
 from typing import Any, Final, Protocol, cast
 
 from portico.config import Config
 from portico.gateways.stream import Stream
-from portico.logs import AccessLog
 from portico.protocols.events import Headers
 from portico.protocols.forwarded import OriginResolver, TrustedProxies
+from portico.runtime.access import Observer
 from portico.runtime.limits import Limits, build_limits
 from portico.runtime.origin import apply_origin
+from portico.runtime.request_id import RequestIds, with_request_id
 
 __all__ = [
     "DEFER_LIMIT",
@@ -105,7 +107,14 @@ class WorkerContext:
         #: their first bytes (HTTP/2's ``PRI * HTTP/2.0`` preface, RFC 9113 §3.3): each preface
         #: and the factory of the driver the connection is handed to
         self.prefaces: tuple[tuple[bytes, Callable[[WorkerContext], asyncio.Protocol]], ...] = ()
-        self.access = AccessLog(enabled=config.access_log or config.access_log_file is not None)
+        #: the access log and the metrics: drivers call :meth:`log_response` when it is enabled
+        self.access = Observer(config, loop)
+        #: ``--request-id``: gives each admitted request its ``X-Request-ID``
+        self.request_ids = RequestIds() if config.request_id else None
+        #: bytes received and sent by the drivers, WebSockets open (``--metrics-bind``)
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.websockets = 0
         #: the ``Server`` and ``Date`` values added to responses that have none (empty: not added)
         self.server_name = b"portico" if config.server_header else b""
         self.date = b""
@@ -149,10 +158,15 @@ class WorkerContext:
     def dispatch(self, stream: Stream) -> None:
         """Admit a request (503 over ``max_in_flight``) and hand it to the apps, once what its
         trusted proxy says about it is applied (``runtime.origin``)."""
+        if self.access.enabled:
+            stream.start_ns = perf_counter_ns()
         if stream.proxied and stream.request.proxy_fields is not False:
             resolver = self.resolver
             if resolver is not None:
                 apply_origin(stream, resolver)
+        ids = self.request_ids
+        if ids is not None:
+            ids.assign(stream)
         if self.in_flight >= self.max_in_flight:
             self.warn_limited(
                 "in_flight", "too many requests in flight (%d); answering 503", self.in_flight
@@ -161,7 +175,6 @@ class WorkerContext:
             return
         self.in_flight += 1
         self.requests_served += 1
-        stream.start_time = self.now
         self.dispatcher.dispatch(stream)
 
     def spawn(self, coro: Coroutine[Any, Any, object], stream: Stream) -> None:
@@ -196,6 +209,9 @@ class WorkerContext:
         ``detail`` is Portico's own words (the protocol errors guarantee it), never client bytes.
         """
         log.info("%s: %d %s", client, status, detail)
+        metrics = self.access.metrics
+        if metrics is not None:
+            metrics.protocol_errors += 1
 
     def warn_limited(self, key: str, message: str, *args: object) -> None:
         """Log an overload warning at most once a second per kind, not once per request."""
@@ -204,20 +220,25 @@ class WorkerContext:
             self._warned[key] = self.now
             log.warning(message, *args)
 
-    # --- the access log -------------------------------------------------------------
+    # --- the access log and the metrics ------------------------------------------------
 
     def log_response(self, stream: Stream, status: int) -> None:
-        """One access-log line for a response (callers check ``access.enabled`` first)."""
-        request = stream.request
-        client = stream.client
-        self.access.log(
-            f"{client[0]}:{client[1]}" if client else "-",
-            request.method.encode("ascii"),
-            request.raw_path + (b"?" + request.query_string if request.query_string else b""),
-            request.http_version,
-            status,
-            stream.sent_bytes,
-            self.now - stream.start_time,
+        """A response is complete: its access-log line and its metrics, with the time since its
+        admission measured now (callers check ``access.enabled`` first)."""
+        self.access.response(stream, status, perf_counter_ns())
+
+    def response_headers(self, stream: Stream, headers: Headers) -> Headers:
+        """What a driver writes for ``headers``: with the request id (``--request-id``), kept
+        for the access log. Drivers call it only when ``stream.request_id`` is set."""
+        return with_request_id(headers, stream.request_id)
+
+    def metrics_report(self) -> list[str]:
+        """The worker's metrics for its master (``--metrics-bind``), or nothing."""
+        metrics = self.access.metrics
+        if metrics is None:
+            return []
+        return metrics.report(
+            self.in_flight, len(self.connections), self.websockets, self.bytes_in, self.bytes_out
         )
 
     # --- end-of-turn write batching ---------------------------------------------------
@@ -262,6 +283,7 @@ class WorkerContext:
         path; the timeouts it enforces are seconds long, so a one-second grain is enough.
         """
         self.now = now = self.loop.time()
+        self.access.tick()
         if self._date_header:
             self.date = formatdate(usegmt=True).encode("ascii")
         for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
@@ -313,6 +335,7 @@ class WorkerContext:
             conn.abort()
 
     def stop(self) -> None:
+        self.access.close()
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
@@ -436,6 +459,7 @@ class Driver(asyncio.Protocol):
         """
         size = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
         ctx = self.ctx
+        ctx.bytes_out += size
         out = self._out
         if out is None:
             if ctx.in_flight <= 1:

@@ -137,6 +137,7 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
         tunnel.set_write_buffer_limits(high=settings.write_limit)
         ctx = self._ctx
         ctx.connections.add(self)
+        ctx.websockets += 1
         if settings.ping_interval:
             self.deadline = ctx.now + settings.ping_interval
         if tail:
@@ -214,6 +215,7 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         assert ws is not None
+        self._ctx.bytes_in += len(data)
         messages = ws.receive_data(data)
         self._flush()
         if messages:
@@ -240,6 +242,7 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._ctx.websockets -= 1
         self._ctx.connection_closed(self)
         self._wake()
         drain = self._drain
@@ -311,6 +314,7 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
         for data in out:
             if data:
                 transport.write(data)
+                self._ctx.bytes_out += len(data)
             elif not self._eof_sent:
                 # The library's "half-close now": the server closes TCP first (RFC 6455 §7.1.1)
                 # and then waits for the client's FIN; closing outright could reset unread input
