@@ -31,24 +31,25 @@ from typing import TYPE_CHECKING
 from portico import logs
 from portico.errors import EXIT_OK, StartupError
 from portico.runtime.binds import describe
-from portico.supervisor.listeners import INHERIT_ENV, Listeners, inherit_env
+from portico.supervisor.listeners import Listeners
+from portico.supervisor.metrics import MasterMetrics
 from portico.supervisor.notify import Notifier
 from portico.supervisor.process import (
     Boot,
     PidFile,
     Worker,
-    alive,
     describe_exit,
-    exec_new_master,
     rss_mib,
     run_worker,
 )
 from portico.supervisor.reloader import Watcher
 from portico.supervisor.title import set_title
-from portico.worker.link import BEAT, READY, RETIRE, MasterLink, parse
+from portico.supervisor.upgrade import Upgrade
+from portico.worker.link import BEAT, READY, RETIRE, STATS, MasterLink, parse
 
 if TYPE_CHECKING:
     from portico.config import Config
+    from portico.supervisor.exporter import MetricsEndpoint
 
 __all__ = ["Boot", "Master"]
 
@@ -99,12 +100,15 @@ class Master:
         self.announced = False
         self.reloading = False
         self.watcher = Watcher()
-        self.upgrade_pid = 0
         self.pid_file = PidFile(config.pid_file, self.pid)
+        self.upgrade = Upgrade(self.pid, self.pid_file)
         self.notifier = Notifier(self.environ)
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
         self.listeners: Listeners | None = None
+        self.metrics = MasterMetrics()
+        #: ``--metrics-bind``'s socket and scrapes (``supervisor.exporter``), when set
+        self.exporter: MetricsEndpoint | None = None
 
     # --- the loop -----------------------------------------------------------------
 
@@ -122,6 +126,14 @@ class Master:
                 environ=self.environ,
             )
             self.pid_file.write()
+            if config.metrics_bind is not None:
+                try:  # prometheus_client is an extra, imported only for --metrics-bind
+                    from portico.supervisor.exporter import MetricsEndpoint  # noqa: PLC0415
+                except ModuleNotFoundError as exc:
+                    raise StartupError(f"--metrics-bind needs portico[metrics]: {exc}") from None
+                self.exporter = MetricsEndpoint(
+                    config.metrics_bind, self.selector, self.metrics, self.workers
+                )
             if config.reload:
                 self._start_watcher()
             for slot in range(self.target):
@@ -139,7 +151,7 @@ class Master:
         return self.exit_code
 
     def _wait(self) -> None:
-        for key, _ in self.selector.select(TICK):
+        for key, events in self.selector.select(TICK):
             fd = key.fd
             if fd == self.wake_r:
                 with contextlib.suppress(BlockingIOError):
@@ -151,6 +163,8 @@ class Master:
                 worker = key.data
                 if isinstance(worker, Worker):
                     self._read_worker(worker)
+                elif callable(worker):  # the metrics endpoint's sockets
+                    worker(events)
 
     def _install_signals(self) -> None:
         os.set_blocking(self.wake_r, False)
@@ -187,6 +201,7 @@ class Master:
         if pid == 0:  # pragma: no cover - the child's coverage is the worker's
             os.close(read_end)
             private = [self.wake_r, self.wake_w, self.watcher.fd]
+            private += self.exporter.fds() if self.exporter is not None else []
             private += [other.fd for other in self.workers.values()]
             keep = {sock.fileno() for _, sock in sockets}
             # another slot's socket held here would stay open after SIGTTOU drops it
@@ -199,19 +214,21 @@ class Master:
         worker = Worker(pid=pid, slot=slot, fd=read_end, started=now, last_seen=now)
         self.workers[pid] = worker
         self.selector.register(read_end, selectors.EVENT_READ, worker)
+        self.metrics.starts += 1
         log.debug("started worker %d in slot %d", pid, slot)
         return worker
 
-    def _read_worker(self, worker: Worker) -> None:
+    def _read_worker(self, worker: Worker) -> bool:
+        """Handle what the worker wrote; False once nothing more is waiting."""
         try:
             data = os.read(worker.fd, 4096)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:  # the worker is gone; waitpid tells how
             self._close_pipe(worker)
-            return
+            return False
         worker.last_seen = time.monotonic()
         worker.buffer += data
         for message, argument in parse(worker.buffer):
@@ -220,8 +237,11 @@ class Master:
             elif message == RETIRE:
                 log.info("worker %d asked to be replaced (--max-requests)", worker.pid)
                 self._queue_replacement(worker)
+            elif message == STATS:
+                self.metrics.report(worker, argument)
             elif message != BEAT:
                 log.warning("worker %d sent an unknown message", worker.pid)
+        return True
 
     def _close_pipe(self, worker: Worker) -> None:
         if worker.fd >= 0:
@@ -282,13 +302,16 @@ class Master:
             code = os.waitstatus_to_exitcode(status)
             if pid == self.watcher.pid:
                 self.watcher.exited(code, quietly=bool(self.stopping))
-            elif pid == self.upgrade_pid:
-                self._upgrade_exited(code)
+            elif pid == self.upgrade.pid:
+                self.upgrade.exited(code)
             elif pid in self.workers:
                 self._worker_exited(self.workers.pop(pid), code)
 
     def _worker_exited(self, worker: Worker, code: int) -> None:
         worker.exited = True
+        while worker.fd >= 0 and self._read_worker(worker):
+            pass  # its last words (the final metrics) may still wait in the pipe
+        self.metrics.exited(worker, code)
         self._close_pipe(worker)
         how = describe_exit(code)
         if worker.stopping_at is not None:
@@ -358,6 +381,7 @@ class Master:
                     timeout,
                 )
                 worker.aborted = True
+                self.metrics.heartbeat_timeouts += 1
                 worker.kill_at = now + ABORT_GRACE
                 self._signal(worker, signal.SIGABRT)
             elif (
@@ -439,6 +463,7 @@ class Master:
             self.config = config
             self._scale(config.workers)
         log.info("%s: replacing %d worker(s) one at a time", reason, len(self.workers))
+        self.metrics.reloads += 1
         self.reloading = True
         self.notifier.reloading()
         live = [w for w in self.workers.values() if w.stopping_at is None]
@@ -510,8 +535,8 @@ class Master:
                 for worker in self.workers.values():
                     self._signal(worker, signal.SIGUSR1)
                 log.info("log files reopened")
-            elif signum == signal.SIGUSR2:
-                self._upgrade()
+            elif signum == signal.SIGUSR2 and self.listeners is not None:
+                self.upgrade.start(self.listeners, self.environ)
 
     def _begin_stop(self, how: str) -> None:
         fast = how == "fast"
@@ -526,7 +551,7 @@ class Master:
         if self.listeners is not None:
             # Stop taking connections at once: refused, a client or balancer tries elsewhere,
             # while queued behind workers that are leaving it would wait and then be reset.
-            self.listeners.close(unlink=not alive(self.upgrade_pid))
+            self.listeners.close(unlink=not self.upgrade.running())
         self.watcher.stop()
 
     # --- --reload -----------------------------------------------------------------
@@ -548,33 +573,6 @@ class Master:
             if not self.stopping:
                 self._reload(f"--reload: {change} changed", reread=False)
 
-    # --- SIGUSR2 --------------------------------------------------------------------
-
-    def _upgrade(self) -> None:
-        """Start a new master from the same command line; it takes over our sockets.
-
-        Both masters serve until the old one is told to stop (SIGTERM), as with nginx's and
-        gunicorn's binary upgrade; if the new one fails, the old one simply goes on.
-        """
-        if self.upgrade_pid:
-            log.warning("SIGUSR2: a new master (%d) is already running", self.upgrade_pid)
-            return
-        assert self.listeners is not None
-        entries = self.listeners.inheritable()
-        env = dict(self.environ)
-        env[INHERIT_ENV] = inherit_env(entries)
-        pid = exec_new_master(entries, env)
-        self.upgrade_pid = pid
-        log.info(
-            "SIGUSR2: started a new master %d; stop this one (%d) when it serves", pid, self.pid
-        )
-        self.pid_file.step_aside()
-
-    def _upgrade_exited(self, code: int) -> None:
-        log.error("the new master %d exited (code %d); this master goes on", self.upgrade_pid, code)
-        self.upgrade_pid = 0
-        self.pid_file.take_back()
-
     # --- the rest ---------------------------------------------------------------------
 
     def _cleanup(self) -> None:
@@ -583,8 +581,10 @@ class Master:
         self.watcher.stop()
         if self.listeners is not None:
             # after SIGUSR2 the new master serves the unix sockets: leave their files
-            self.listeners.close(unlink=not alive(self.upgrade_pid))
+            self.listeners.close(unlink=not self.upgrade.running())
         self.pid_file.remove()
+        if self.exporter is not None:
+            self.exporter.close()
         signal.set_wakeup_fd(-1)
         self.selector.close()
         os.close(self.wake_r)

@@ -62,6 +62,8 @@ class Worker:
     #: queued for replacement (max-requests, memory, reload); not queued twice
     queued: bool = False
     exited: bool = False
+    #: the worker's last metrics report (``--metrics-bind``): key -> total or level
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 def run_worker(  # noqa: PLR0917 -- one call site, in the forked child

@@ -289,6 +289,7 @@ class Heartbeat:
         self.beat()
 
     def beat(self) -> None:
+        self.link.stats(self.server.ctx.metrics_report())
         if not self.link.beat() or self.link.orphaned():
             log.warning("worker %d: the master is gone; shutting down", os.getpid())
             self.stop_serving()
@@ -308,5 +309,7 @@ class Heartbeat:
         self.handle = self.loop.call_later(self.interval, self.beat)
 
     def stop(self) -> None:
+        """The last beat: the final metrics, so that the master's totals miss nothing."""
         if self.handle is not None:
             self.handle.cancel()
+        self.link.stats(self.server.ctx.metrics_report())
