@@ -114,6 +114,10 @@ def _configure_logs(config: Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run ``portico`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["call"]:  # an app module named call is given as call:app
+        from portico.call import main as call  # noqa: PLC0415 -- it loads the runtime
+
+        return call(args[1:])
     try:
         resolved = resolve(args, os.environ, _read_text, os.getcwd())
         for warning in resolved.warnings:

@@ -113,16 +113,7 @@ def serve(
     _enable_stack_dumps()
     apps = preloaded if preloaded is not None else load(config)
     listeners = [Listener(sock, config.tls_for(spec)) for spec, sock in sockets]
-    pools: dict[str, WSGIPool] = {}
-    for prefix, loaded in apps.apps:
-        if loaded.interface == "wsgi":
-            pools[prefix] = WSGIPool(
-                loaded.app,
-                config.threads,
-                root_path=_mount_root(config, prefix),
-                multiprocess=config.workers > 1,
-                mount_path="" if prefix == "/" else prefix,
-            )
+    pools = wsgi_pools(config, apps)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
             code = runner.run(_serve(config, apps, pools, listeners, link))
@@ -158,6 +149,51 @@ def _mount_root(config: Config, prefix: str) -> str:
     return config.root_path + ("" if prefix == "/" else prefix)
 
 
+def wsgi_pools(config: Config, apps: LoadedApps, threads: int = 0) -> dict[str, WSGIPool]:
+    """The thread pool of each WSGI app, by mount prefix (``threads``: ``config.threads``)."""
+    pools: dict[str, WSGIPool] = {}
+    for prefix, loaded in apps.apps:
+        if loaded.interface == "wsgi":
+            pools[prefix] = WSGIPool(
+                loaded.app,
+                threads or config.threads,
+                root_path=_mount_root(config, prefix),
+                multiprocess=config.workers > 1,
+                mount_path="" if prefix == "/" else prefix,
+            )
+    return pools
+
+
+def worker_context(
+    config: Config,
+    apps: LoadedApps,
+    pools: dict[str, WSGIPool],
+    lifespans: dict[str, Lifespan],
+    loop: asyncio.AbstractEventLoop,
+) -> WorkerContext:
+    """The worker context with its router: static folders, then the apps under their
+    prefixes (``portico.testing`` builds the same one, without sockets)."""
+    ctx = WorkerContext(config, loop)
+    mounts = [
+        Mount(
+            prefix,
+            None if prefix in pools else loaded.app,
+            pools.get(prefix),
+            _mount_root(config, prefix),
+            lifespans[prefix].state if prefix in lifespans else {},
+        )
+        for prefix, loaded in apps.apps
+    ]
+    static = StaticFiles(ctx.limits.static) if config.static else None
+    if static is not None:
+        try:
+            static.check()
+        except ValueError as exc:
+            raise ConfigError(f"--static: {exc}") from None
+    ctx.dispatcher = Router(ctx, mounts, mounted=apps.mounted, static=static)
+    return ctx
+
+
 async def _serve(
     config: Config,
     apps: LoadedApps,
@@ -174,24 +210,7 @@ async def _serve(
     }
 
     def make_server() -> Server:
-        ctx = WorkerContext(config, loop)
-        mounts = [
-            Mount(
-                prefix,
-                None if prefix in pools else loaded.app,
-                pools.get(prefix),
-                _mount_root(config, prefix),
-                lifespans[prefix].state if prefix in lifespans else {},
-            )
-            for prefix, loaded in apps.apps
-        ]
-        static = StaticFiles(ctx.limits.static) if config.static else None
-        if static is not None:
-            try:
-                static.check()
-            except ValueError as exc:
-                raise ConfigError(f"--static: {exc}") from None
-        ctx.dispatcher = Router(ctx, mounts, mounted=apps.mounted, static=static)
+        ctx = worker_context(config, apps, pools, lifespans, loop)
         settings = tls_settings(config)
         return Server(ctx, load_tls(settings) if settings is not None else None)
 
