@@ -7,7 +7,7 @@ import signal
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from portico.runtime.metrics import BOUNDS, WorkerMetrics
+from portico.runtime.metrics import BOUNDS_NS, WorkerMetrics
 from portico.supervisor.exporter import exposition
 from portico.supervisor.metrics import MasterMetrics
 from portico.supervisor.process import Worker
@@ -45,8 +45,8 @@ def test_a_worker_counts_responses_into_bounded_labels() -> None:
     assert tokens["r:POST:5xx:HTTP/2"] == "1"
     assert tokens["r:GET:5xx:other"] == "1"
     assert tokens["d0"] == "3"  # 40 µs, 100 µs (on the bound) and 0
-    assert tokens[f"d{BOUNDS.index(5.0)}"] == "1"
-    assert tokens[f"d{len(BOUNDS)}"] == "1"
+    assert tokens[f"d{BOUNDS_NS.index(5_000_000_000)}"] == "1"
+    assert tokens[f"d{len(BOUNDS_NS)}"] == "1"
     assert tokens["duration_ns"] == str(40_000 + 3_000_000_000 + 100_000 + 20_000_000_000)
     assert (tokens["in_flight"], tokens["connections"], tokens["websockets"]) == ("1", "3", "1")
     assert (tokens["received"], tokens["sent"], tokens["protocol_errors"]) == ("500", "9000", "2")

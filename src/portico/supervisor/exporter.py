@@ -32,7 +32,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from portico.runtime.binds import create_socket, describe, parse_bind
-from portico.runtime.metrics import BOUNDS, REQUEST_KEY
+from portico.runtime.metrics import BOUNDS_NS, REQUEST_KEY
 from portico.supervisor.metrics import EXIT_CAUSES, MasterMetrics
 from portico.supervisor.process import Worker, rss_mib
 
@@ -75,9 +75,11 @@ class _Families(Collector):
         yield requests
         cumulative = 0.0
         buckets: list[tuple[str, float]] = []
-        for index, bound in enumerate((*BOUNDS, float("inf"))):
+        for index, bound in enumerate(BOUNDS_NS):
             cumulative += counters.get(f"d{index}", 0.0)
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            buckets.append((repr(bound / 1e9), cumulative))
+        cumulative += counters.get(f"d{len(BOUNDS_NS)}", 0.0)
+        buckets.append(("+Inf", cumulative))
         yield HistogramMetricFamily(
             "portico_request_duration_seconds",
             "Time from a request's admission to its response's last byte.",
