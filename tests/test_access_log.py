@@ -8,13 +8,14 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portico.config import Config
-from portico.config.observability import JSON_FIELDS, parse_access_format
+from portico.config.observability import FIELDS, GUNICORN_ATOMS, JSON_FIELDS, parse_access_format
 from portico.protocols.events import Request
 from portico.runtime.access import AccessFormatter
 from portico.runtime.context import WorkerContext
@@ -148,6 +149,16 @@ def test_json_lines(driver: H1Driver) -> None:
 def test_bad_formats_are_refused_with_a_reason(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_access_format(spec)
+
+
+def test_the_readme_lists_every_field_and_atom() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.partition("## Logs and metrics")[2].partition("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    fields = {name for row in rows for name in re.findall(r"`([a-z_]+)(?::NAME)?`", row)}
+    assert set(FIELDS) <= fields
+    atoms = {atom for row in rows for atom in re.findall(r"`([A-Za-z])`", row.split(" | ")[1])}
+    assert set(GUNICORN_ATOMS) - {"l"} <= atoms  # %(l)s is always "-"
 
 
 def test_a_bad_format_is_a_setting_error() -> None:
