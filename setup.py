@@ -31,6 +31,16 @@ HOT_PATH = [
     "src/portico/runtime/tls_transport.py",
     "src/portico/protocols/websocket.py",
     "src/portico/runtime/ws_engine.py",
+    "src/portico/protocols/hpack.py",
+    "src/portico/protocols/h2_frames.py",
+    "src/portico/protocols/h2_stream.py",
+    "src/portico/protocols/h2_request.py",
+    "src/portico/protocols/h2_response.py",
+    "src/portico/protocols/h2_flow.py",
+    "src/portico/protocols/h2_send.py",
+    "src/portico/protocols/http2.py",
+    "src/portico/runtime/http2.py",
+    "src/portico/runtime/http2_stream.py",
     "src/portico/protocols/proxy_header.py",
     "src/portico/protocols/forwarded.py",
     "src/portico/protocols/forwarded_syntax.py",
@@ -44,6 +54,10 @@ HOT_PATH = [
     "src/portico/protocols/uwsgi.py",
     "src/portico/protocols/fastcgi_records.py",
     "src/portico/protocols/fastcgi.py",
+    "src/portico/runtime/file_reads.py",
+    "src/portico/runtime/cgi_driver.py",
+    "src/portico/runtime/uwsgi.py",
+    "src/portico/runtime/fastcgi.py",
 ]
 
 

@@ -110,6 +110,13 @@ def fmt_errors(row: Result) -> str:
 
 
 def fmt_ratio(results: Sequence[Result], row: Result) -> str:
+    if row.server.endswith("-pure") and row.status == OK and row.rps:
+        # the pure-Python build, as a share of the compiled one
+        compiled = reference_for(row.interface)
+        for ref in results:
+            if ref.server == compiled and ref.scenario == row.scenario and ref.rps:
+                return f"{row.rps / ref.rps:.2f}x compiled"
+        return "—"
     if row.server.startswith("portico"):
         return "(ref)" if row.status == OK else "—"
     value = ratio(results, row)

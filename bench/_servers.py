@@ -40,15 +40,23 @@ class ServerSpec:
         return self.family == "portico"
 
 
-def specs(bin_dir: Path, *, hypercorn_worker: str, portico_extra: list[str]) -> list[ServerSpec]:
-    """Every known server, in table order (Portico first within each interface)."""
+def specs(
+    bin_dir: Path,
+    *,
+    hypercorn_worker: str,
+    portico_extra: list[str],
+    pure_bin: Path | None = None,
+) -> list[ServerSpec]:
+    """Every known server, in table order (Portico first within each interface). ``pure_bin``
+    holds a pure-Python install of Portico (``PORTICO_COMPILE=0``) for the ``-pure`` rows."""
 
     def exe(name: str) -> str:
         return str(bin_dir / name)
 
-    def portico(app: str) -> Callable[[int], list[str]]:
+    def portico(app: str, folder: Path | None = None) -> Callable[[int], list[str]]:
+        command = str((folder or bin_dir) / "portico")
         return lambda port: [
-            exe("portico"),
+            command,
             app,
             "--bind",
             f"{HOST}:{port}",
@@ -120,6 +128,12 @@ def specs(bin_dir: Path, *, hypercorn_worker: str, portico_extra: list[str]) -> 
             ],
         ),
         ServerSpec("portico-wsgi", "portico", "WSGI", portico(WSGI_APP), optional=True),
+        ServerSpec(
+            "portico-asgi-pure", "portico-pure", "ASGI", portico(ASGI_APP, pure_bin), optional=True
+        ),
+        ServerSpec(
+            "portico-wsgi-pure", "portico-pure", "WSGI", portico(WSGI_APP, pure_bin), optional=True
+        ),
         ServerSpec(
             "gunicorn",
             "gunicorn",

@@ -19,10 +19,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from portico.config import Config
 from portico.protocols import fastcgi_records
 from portico.protocols.fastcgi import FastCGIConnection
 from portico.protocols.http11 import H1Connection
 from portico.protocols.uwsgi import UwsgiConnection
+from portico.runtime.limits import build_limits
+
+LIMITS = build_limits(Config())
 
 VARS = [
     (b"QUERY_STRING", b"x=1"),
@@ -84,7 +88,7 @@ def bench_uwsgi(requests: int) -> float:
     data = uwsgi_packet()
     start = time.perf_counter()
     for _ in range(requests):
-        conn = UwsgiConnection()
+        conn = UwsgiConnection(LIMITS.uwsgi)
         conn.receive_data(data)
         conn.response_start(200, HEADERS, BODY, date=DATE)
     return time.perf_counter() - start
@@ -92,7 +96,7 @@ def bench_uwsgi(requests: int) -> float:
 
 def bench_fastcgi(requests: int) -> float:
     data = fastcgi_request()
-    conn = FastCGIConnection()  # one kept connection (fastcgi_keep_conn on)
+    conn = FastCGIConnection(LIMITS.fastcgi)  # one kept connection (fastcgi_keep_conn on)
     start = time.perf_counter()
     for _ in range(requests):
         conn.receive_data(data)
@@ -101,7 +105,7 @@ def bench_fastcgi(requests: int) -> float:
 
 
 def bench_h1(requests: int) -> float:
-    conn = H1Connection()
+    conn = H1Connection(LIMITS.h1)
     line = b"date: %s\r\n" % DATE
     start = time.perf_counter()
     for _ in range(requests):

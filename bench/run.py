@@ -40,7 +40,14 @@ VENV_DIR = BENCH_DIR / ".venv"
 VENV_BIN = VENV_DIR / "bin"
 VENV_PYTHON = VENV_BIN / "python"
 SETUP_MARKER = VENV_DIR / ".bench-setup.json"
-PEER_REQUIREMENTS = ("uvicorn[standard]", "granian", "gunicorn", "hypercorn", "matplotlib")
+PEER_REQUIREMENTS = (
+    "uvicorn[standard]",
+    "granian",
+    "gunicorn",
+    "hypercorn",
+    "matplotlib",
+    "pyuwsgi",  # uWSGI, for bench/gateways.py
+)
 PEER_SCRIPTS = ("uvicorn", "granian", "gunicorn", "hypercorn")
 VERSION_PACKAGES = (
     "portico",
@@ -50,8 +57,10 @@ VERSION_PACKAGES = (
     "granian",
     "hypercorn",
     "gunicorn",
+    "pyuwsgi",
 )
-FAMILIES = ("portico", "uvicorn", "granian", "hypercorn", "gunicorn")
+FAMILIES = ("portico", "portico-pure", "uvicorn", "granian", "hypercorn", "gunicorn")
+PURE_DIR = BENCH_DIR / ".venv-pure"
 WARMUP_S = 1
 # Not PORTICO_*: Portico rejects environment variables with its prefix that it does not know.
 REEXEC_FLAG = "BENCH_RUN_IN_VENV"
@@ -91,6 +100,23 @@ def ensure_venv(*, force: bool) -> None:
     if not portico_ok:
         print("[setup] warning: `pip install -e .` failed; Portico rows will read 'failed'")
     SETUP_MARKER.write_text(json.dumps(want if portico_ok else {**want, "portico": False}))
+
+
+def ensure_pure_venv() -> None:
+    """bench/.venv-pure: Portico from this tree without its compiled modules (what users get
+    without a C compiler), reinstalled at every run so that it measures the current code."""
+    python = PURE_DIR / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PURE_DIR)], check=True)
+    print("[setup] pure-Python Portico into bench/.venv-pure", flush=True)
+    subprocess.run(
+        [
+            *(str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"),
+            *("--force-reinstall", str(REPO_ROOT)),
+        ],
+        check=True,
+        env={**os.environ, "PORTICO_COMPILE": "0"},
+    )
 
 
 def in_venv() -> bool:
@@ -369,9 +395,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
     all_specs = servers.specs(
-        VENV_BIN, hypercorn_worker=hypercorn_worker_class(), portico_extra=args.portico_arg
+        VENV_BIN,
+        hypercorn_worker=hypercorn_worker_class(),
+        portico_extra=args.portico_arg,
+        pure_bin=PURE_DIR / "bin",
     )
     chosen = select_servers(args.servers, all_specs)
+    if any(spec.family == "portico-pure" for spec in chosen):
+        ensure_pure_venv()
     scenarios = select_scenarios(args.scenarios)
     out_dir: Path = args.out.resolve()
     for sub in ("logs", "wrk"):

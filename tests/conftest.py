@@ -12,10 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 APPS = Path(__file__).parent / "apps"
 _LISTENING = re.compile(r"serving .+? on https?://127\.0\.0\.1:(\d+)")
@@ -102,6 +104,16 @@ class ServerProcess:
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
+    def barrier(self) -> None:
+        """Wait until every line the server wrote so far has been read: the master's answer to
+        SIGUSR1 ("log files reopened") is written after them, to the same pipe."""
+        seen = self.log.count("log files reopened")
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while self.log.count("log files reopened") <= seen:
+            assert time.monotonic() < deadline, "the server did not answer SIGUSR1"
+            time.sleep(0.01)
+
     def wait(self, timeout: float = 20.0) -> int:
         code = self.proc.wait(timeout)
         self._reader.join(5)
@@ -127,9 +139,40 @@ class ServerProcess:
             self.proc.stdout.close()
         return self.proc.returncode
 
-    def raw(self, data: bytes, timeout: float = 5.0, shutdown: bool = False) -> bytes:
-        """Send raw bytes on a new connection; return everything until the server closes it."""
-        return raw_exchange(self.port, data, timeout=timeout, shutdown=shutdown)
+    def raw(
+        self, data: bytes, timeout: float = 5.0, shutdown: bool = False, closed: bool = False
+    ) -> bytes:
+        """Send raw bytes on a new connection; return everything until the server closes it
+        (``closed``: and fail if it did not close before ``timeout``)."""
+        return raw_exchange(self.port, data, timeout=timeout, shutdown=shutdown, closed=closed)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` passes (False): for states the
+    test cannot be told about, such as a process's file descriptors or sockets."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def established(port: int) -> int:
+    """How many TCP connections to the local ``port`` are established (Linux /proc/net/tcp)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as file:
+                next(file)
+                for line in file:
+                    fields = line.split()
+                    local, state = fields[1], fields[3]
+                    if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                        count += 1
+        except FileNotFoundError:
+            continue
+    return count
 
 
 def children(pid: int) -> list[int]:
@@ -159,7 +202,9 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for process {pid}")
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 5.0, shutdown: bool = False) -> bytes:
+def raw_exchange(
+    port: int, data: bytes, timeout: float = 5.0, shutdown: bool = False, closed: bool = False
+) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
         if shutdown:
@@ -172,11 +217,30 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0, shutdown: bool = 
                     break
                 chunks.append(chunk)
         except TimeoutError:
-            pass
+            if closed:
+                raise AssertionError("the server did not close the connection") from None
         return b"".join(chunks)
 
 
 ServerFactory = Callable[..., ServerProcess]
+
+
+@dataclass(frozen=True)
+class Certs:
+    """A test CA and a server certificate for 127.0.0.1/localhost, made for one test."""
+
+    server_pem: str  # the key and the chain, as ``--certfile`` takes them
+    ca_pem: str
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Certs:
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    server_pem, ca_pem = tmp_path / "server.pem", tmp_path / "ca.pem"
+    issued.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    return Certs(str(server_pem), str(ca_pem))
 
 
 @pytest.fixture

@@ -106,11 +106,20 @@ class Upstream:
 class Nginx:
     """``nginx -g 'daemon off;'`` with its own config, logs and temp folders under ``root``."""
 
-    def __init__(self, root: Path, http_block: str) -> None:
+    def __init__(self, root: Path, http_block: str, fronts: int = 1) -> None:
+        """``LISTEN`` in ``http_block`` is the first front socket; with ``fronts`` > 1, ``LISTEN1``
+        and on are the others (in :attr:`ports`)."""
         self.root = root
-        self.front = socket.create_server(("127.0.0.1", 0))
-        self.front.set_inheritable(True)
-        self.port: int = self.front.getsockname()[1]
+        self.fronts = [socket.create_server(("127.0.0.1", 0)) for _ in range(fronts)]
+        for front in self.fronts:
+            front.set_inheritable(True)
+        self.front = self.fronts[0]
+        self.ports: list[int] = [front.getsockname()[1] for front in self.fronts]
+        self.port: int = self.ports[0]
+        for index in range(len(self.ports) - 1, 0, -1):
+            http_block = http_block.replace(
+                f"LISTEN{index}", f"listen 127.0.0.1:{self.ports[index]}"
+            )
         for sub in ("body", "uwsgi", "fastcgi", "proxy", "scgi"):
             (root / sub).mkdir(exist_ok=True)
         conf = root / "nginx.conf"
@@ -139,8 +148,8 @@ http {{
         subprocess.run([*command, "-t", "-q"], check=True, capture_output=True, timeout=30)
         self.proc = subprocess.Popen(
             [*command, "-g", "daemon off;"],
-            env={**os.environ, "NGINX": f"{self.front.fileno()};"},
-            pass_fds=(self.front.fileno(),),
+            env={**os.environ, "NGINX": "".join(f"{front.fileno()};" for front in self.fronts)},
+            pass_fds=tuple(front.fileno() for front in self.fronts),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -158,7 +167,8 @@ http {{
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        self.front.close()
+        for front in self.fronts:
+            front.close()
 
 
 @contextlib.contextmanager

@@ -168,6 +168,24 @@ def test_a_bad_format_is_a_setting_error() -> None:
         resolve(["--access-log-format", "{nope}"], {}, lambda path: "", "/")
 
 
+def test_gunicorns_spellings_carry_a_gunicorn_format(driver: H1Driver) -> None:
+    """--access-logformat and a gunicorn.conf.py's access_log_format are the setting itself."""
+    from portico.config import resolve  # noqa: PLC0415
+
+    conf = f"access_log_format = {GUNICORN_DEFAULT!r}\n"
+    by_flag = resolve(["--access-logformat", GUNICORN_DEFAULT], {}, lambda path: "", "/")
+    by_file = resolve(["-c", "g.py"], {}, lambda path: conf, "/w")
+    for resolved in (by_flag, by_file):
+        spec = resolved.config.access_log_format
+        assert spec == GUNICORN_DEFAULT
+        line = AccessFormatter(spec).line(
+            stream_of(driver, headers=[(b"user-agent", b"x")]), 200, 0
+        )
+        assert line.startswith("203.0.113.7 - - [") and line.endswith(' 200 1234 "-" "x"')
+    with pytest.raises(Exception, match=r"--access-logformat: unknown gunicorn atom %\(z\)s"):
+        resolve(["--access-logformat", "%(z)s"], {}, lambda path: "", "/")
+
+
 # --- hostile input ------------------------------------------------------------------------------
 
 HOSTILE = [

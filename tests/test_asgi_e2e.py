@@ -283,16 +283,14 @@ def test_app_errors_before_the_response_give_500(
     assert raw.startswith(b"HTTP/1.1 %d " % status)
     assert b"pwned" not in raw  # header injection never reaches the wire
     assert server.wait_for_log("ERROR")
-    time.sleep(0.2)
+    server.barrier()  # every line of that request is in
     errors = [line for line in server.lines if " ERROR " in line]
     assert len(errors) == 1, errors  # logged once
 
 
 def test_overlong_streamed_body_is_cut_at_content_length(serve: ServerFactory) -> None:
     server = serve("asgi_apps:errors")
-    start = time.monotonic()
-    raw = server.raw(b"GET /too-long HTTP/1.1\r\nHost: x\r\n\r\n", timeout=10)
-    assert time.monotonic() - start < 5  # closed by the server, not by our timeout
+    raw = server.raw(b"GET /too-long HTTP/1.1\r\nHost: x\r\n\r\n", timeout=10, closed=True)
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"content-length: 3" in head
     assert body == b"abc"  # what was declared, and not a byte more
@@ -309,12 +307,12 @@ def test_app_errors_after_the_response_started_close_the_connection(
     assert httpx.get(server.url + "/raise").status_code == 500
 
 
-def test_http_disconnect_after_the_response(serve: ServerFactory, tmp_path: Path) -> None:
+def test_http_disconnect_reaches_a_waiting_app(serve: ServerFactory, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     server = serve("asgi_apps:disconnect_probe", env={"ASGI_TEST_FILE": str(marker)})
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        assert server.wait_for_log("disconnect_probe waiting")  # the app has the request
     deadline = time.monotonic() + 5
     # the app creates the file, then writes: wait for the content, not for the file
     while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:

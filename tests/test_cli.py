@@ -15,6 +15,7 @@ import portico
 from portico import logs
 from portico.cli import main, version
 from portico.config import Config
+from portico.config.hooks import Hooks
 from portico.errors import LifespanError, StartupError
 from portico.supervisor import master
 
@@ -136,13 +137,19 @@ class FakeMaster:
     received: ClassVar[list[Config]] = []
     error: ClassVar[StartupError | None] = None
 
-    def __init__(self, config: Config, boot: object, reconfigure: Callable[[], Config]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        boot: object,
+        reconfigure: Callable[[], tuple[Config, Hooks]],
+        **kwargs: object,
+    ) -> None:
         self.config = config
         self.reconfigure = reconfigure
 
     def run(self) -> int:
         FakeMaster.received.append(self.config)
-        FakeMaster.received.append(self.reconfigure())
+        FakeMaster.received.append(self.reconfigure()[0])
         logs.error_log.warning("serving")
         if FakeMaster.error is not None:
             raise FakeMaster.error
@@ -224,7 +231,7 @@ def test_subprocess_version_and_print_config_never_load_the_runtime(tmp_path: Pa
             {},
             "portico.toml:3: unknown setting 'keepalive'; did you mean 'keepalive_timeout'?",
         ),
-        (["--bind", "localhost"], {}, "--bind: 'localhost': expected HOST:PORT"),
+        (["--bind", "8000"], {}, "--bind: '8000': expected HOST:PORT"),
         (["--frobnicate"], {}, "--frobnicate: unknown option"),
     ],
 )

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from portico.config import SETTINGS, Config, Resolved, render_markdown, resolve
 from portico.config.docs import embed
-from portico.config.kinds import integer, validate_bind
+from portico.config.kinds import bind_protocol, integer, validate_bind
 from portico.config.sources import _line_of
 from portico.errors import ConfigError
 
@@ -61,13 +61,6 @@ EXPECTED_FIELDS = {
     "dual_stack": False,
     "umask": None,
     "insecure_bind": (),
-    "certfile": None,
-    "keyfile": None,
-    "keyfile_password": None,
-    "ca_certs": None,
-    "cert_reqs": "none",
-    "ciphers": None,
-    "tls_min_version": "1.2",
     "app_dir": ".",
     "factory": False,
     "interface": "auto",
@@ -98,14 +91,8 @@ EXPECTED_FIELDS = {
     "forwarded_allow_ips": "127.0.0.1,::1",
     "proxy_headers_source": "x-forwarded",
     "proxy_protocol": False,
-    "static": (),
-    "static_index": "index.html",
-    "static_hidden": False,
-    "static_symlinks": "inside",
-    "static_precompressed": ("br", "zstd", "gzip"),
-    "static_cache_control": "no-cache",
-    "static_immutable_cache_control": "public, max-age=31536000, immutable",
-    "static_fingerprint": r"[.-](?=[a-f]*[0-9])(?=[0-9]*[a-f])[0-9a-f]{6,}\.[A-Za-z0-9]+$",
+    "headers": (),
+    "sendfile": True,
     "server_header": True,
     "date_header": True,
     "max_request_line": 8190,
@@ -119,6 +106,47 @@ EXPECTED_FIELDS = {
     "backlog": 2048,
     "loop": "auto",
     "graceful_timeout": 30.0,
+    "config_file": None,
+    "certfile": None,
+    "keyfile": None,
+    "keyfile_password": None,
+    "ca_certs": None,
+    "cert_reqs": "none",
+    "ciphers": None,
+    "tls_min_version": "1.2",
+    "http_protocols": ("h1", "h2"),
+    "h2_max_concurrent_streams": 100,
+    "h2_initial_window_size": 262144,
+    "h2_connection_window_size": 1048576,
+    "h2_max_frame_size": 16384,
+    "h2_header_table_size": 4096,
+    "h2_enable_connect_protocol": True,
+    "h2_header_block_margin": 4096,
+    "h2_max_continuation_frames": 32,
+    "h2_reset_budget": 200,
+    "h2_control_frame_budget": 1000,
+    "h2_small_window_update": 1024,
+    "h2_max_queued_control_bytes": 65536,
+    "h2_closed_streams_remembered": 256,
+    "h2_write_timeout": 30.0,
+    "chdir": None,
+    "python_path": (),
+    "env": (),
+    "env_file": None,
+    "user": None,
+    "group": None,
+    "initgroups": False,
+    "proc_name": None,
+    "capture_output": False,
+    "log_config": None,
+    "static": (),
+    "static_index": "index.html",
+    "static_hidden": False,
+    "static_symlinks": "inside",
+    "static_precompressed": ("br", "zstd", "gzip"),
+    "static_cache_control": "no-cache",
+    "static_immutable_cache_control": "public, max-age=31536000, immutable",
+    "static_fingerprint": r"[.-](?=[a-f]*[0-9])(?=[0-9]*[a-f])[0-9a-f]{6,}\.[A-Za-z0-9]+$",
     "ws_max_message_size": 1048576,
     "ws_max_queue": 16,
     "ws_ping_interval": 20.0,
@@ -127,7 +155,11 @@ EXPECTED_FIELDS = {
     "ws_deflate_window_bits": 12,
     "ws_deflate_memory_level": 5,
     "ws_write_limit": 65536,
-    "config_file": None,
+    "cgi_max_vars_size": 65536,
+    "cgi_max_var_count": 128,
+    "fastcgi_max_management_size": 4096,
+    "health_path": None,
+    "shutdown_delay": 0.0,
 }
 
 
@@ -145,7 +177,7 @@ def test_table_rows_match_config_and_actions_are_cli_only() -> None:
     actions = {s.name: s.flags for s in SETTINGS if s.cli_only}
     assert actions == {
         "help": ("--help", "-h"),
-        "version": ("--version",),
+        "version": ("--version", "-v"),
         "print_config": ("--print-config",),
         "check_config": ("--check-config",),
     }
@@ -307,17 +339,29 @@ def test_config_flag_replaces_pyproject() -> None:
         "unix:/run/portico.sock",
         "unix:relative.sock",
         "fd://3",
+        "uwsgi:127.0.0.1:3031",
+        "uwsgi:[::1]:3031",
+        "uwsgi:unix:/run/app.sock",
+        "uwsgi:fd://3",
+        "fastcgi:127.0.0.1:9000",
+        "fastcgi:unix:/run/app.fcgi",
+        "fastcgi:fd://4",
     ],
 )
 def test_valid_binds(spec: str) -> None:
     assert validate_bind(spec) == spec
 
 
+@pytest.mark.parametrize("host", ["localhost", "0.0.0.0", "example.com"])
+def test_a_host_alone_gets_gunicorns_port(host: str) -> None:
+    assert validate_bind(host) == f"{host}:8000"
+
+
 @pytest.mark.parametrize(
     ("spec", "reason"),
     [
         ("8000", "expected HOST:PORT"),
-        ("localhost", "expected HOST:PORT"),
+        ("10.1", "expected HOST:PORT"),
         ("::1:8000", "in brackets"),
         ("[::1]8000", "expected [IPv6]:PORT"),
         ("[nope]:80", "not an IPv6 address"),
@@ -329,12 +373,26 @@ def test_valid_binds(spec: str) -> None:
         ("unix:", "unix:PATH"),
         ("fd://x", "fd://N"),
         ("fd://", "fd://N"),
+        ("uwsgi:3031", "uwsgi:ADDRESS"),
+        ("uwsgi:", "uwsgi:ADDRESS"),
+        ("fastcgi:unix:", "unix:PATH"),
+        ("scgi:127.0.0.1:1", "in brackets"),
     ],
 )
 def test_invalid_binds(spec: str, reason: str) -> None:
     with pytest.raises(ValueError, match=re.escape(reason)):
         validate_bind(spec)
     assert error(["--bind", spec]).startswith("--bind: ")
+
+
+def test_bind_protocol_and_tls() -> None:
+    assert bind_protocol("uwsgi:unix:/run/a.sock") == ("uwsgi", "unix:/run/a.sock")
+    assert bind_protocol("fastcgi:fd://3") == ("fastcgi", "fd://3")
+    assert bind_protocol("unix:/run/a.sock") == ("http", "unix:/run/a.sock")
+    assert bind_protocol("[::1]:80") == ("http", "[::1]:80")
+    config = Config(bind=("127.0.0.1:443", "uwsgi:127.0.0.1:3031"), certfile="cert.pem")
+    # nginx terminates TLS: a uwsgi or FastCGI bind never serves it
+    assert config.tls_for("127.0.0.1:443") and not config.tls_for("uwsgi:127.0.0.1:3031")
 
 
 def test_bind_repeatable_flag_env_list_and_file() -> None:
@@ -354,7 +412,8 @@ def test_bind_repeatable_flag_env_list_and_file() -> None:
 
 
 def test_bind_errors_name_their_source() -> None:
-    assert error([], {"PORTICO_BIND": "a:1,b"}).startswith("PORTICO_BIND: 'b': expected HOST:PORT")
+    message = error([], {"PORTICO_BIND": "a:1,80"})
+    assert message.startswith("PORTICO_BIND: '80': expected HOST:PORT")
     assert error([], {"PORTICO_BIND": " , "}) == "PORTICO_BIND: expected at least one address"
     message = error(["--config", "p.toml"], {}, {"/w/p.toml": "\nbind = [1]\n"})
     assert message == "p.toml:2: bind: expected a string, got an integer"

@@ -4,6 +4,7 @@ and counters, and the router; real drivers, protocols and gateways on a real eve
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from portico.config import Config
@@ -208,3 +209,32 @@ def test_the_router_picks_the_longest_prefix_and_answers_404_itself() -> None:
         assert only_api.in_flight == 0
 
     asyncio.run(scenario())
+
+
+def test_no_sendfile_leaves_plain_sockets_to_reads_and_writes() -> None:
+    """``--no-sendfile`` (gunicorn's spelling): a plain socket gets no ``sendfile_fd``, so files go
+    out as reads and writes, the path TLS connections take."""
+
+    class Plain(Transport):
+        def __init__(self, sock: socket.socket) -> None:
+            super().__init__()
+            self.sock = sock
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            if name == "socket":
+                return self.sock
+            return super().get_extra_info(name, default)
+
+    async def main() -> list[int]:
+        fds = []
+        left, right = socket.socketpair()
+        with left, right:
+            for flag in (True, False):
+                driver = H1Driver(context(Config(sendfile=flag)))
+                driver.take_transport(Plain(left))
+                fds.append(driver.sendfile_fd)
+        return fds
+
+    on, off = asyncio.run(main())
+    assert on >= 0
+    assert off == -1

@@ -4,6 +4,7 @@ real nginx (``fastcgi_pass``, with and without ``fastcgi_keep_conn``) in front o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import itertools
@@ -13,16 +14,18 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from portico.config import Config
 from portico.errors import AppError
 from portico.protocols.cgi_vars import Origin
 from portico.protocols.events import Body, EndOfBody, Request, StreamError
-from portico.protocols.fastcgi import Aborted, FastCGIConnection, FastCGILimits, Reply
+from portico.protocols.fastcgi import Aborted, FastCGIConnection, Reply
+from portico.runtime.limits import build_limits
 from tests.gateway_feed import (
     CUTS,
     EDITS,
@@ -49,6 +52,15 @@ from tests.gateway_nginx import (
 BEGIN, ABORT, END, PARAMS, STDIN, STDOUT, STDERR, DATA, GET_VALUES, VALUES_RESULT, UNKNOWN = range(
     1, 12
 )
+
+#: the limits a default server has (the settings table's defaults)
+LIMITS: Final = build_limits(Config()).fastcgi
+
+
+def new_conn(**limits: int) -> FastCGIConnection:
+    """A connection with the default limits, some of them changed."""
+    return FastCGIConnection(dataclasses.replace(LIMITS, **limits))
+
 
 # ------------------------------------------------------------------------- building records
 
@@ -170,7 +182,7 @@ class Case:
     eof: bool = False
 
     def make(self) -> FastCGIConnection:
-        return FastCGIConnection(FastCGILimits(**self.limits))
+        return new_conn(**self.limits)
 
 
 REQUEST_ONLY = ("Origin", "Request")
@@ -480,7 +492,7 @@ def response_of(chunks: list[bytes], rid: int = 1) -> tuple[bytes, bool]:
 
 
 def started(data: bytes | None = None, **limits: int) -> tuple[FastCGIConnection, list[Any]]:
-    conn = FastCGIConnection(FastCGILimits(**limits))
+    conn = new_conn(**limits)
     return conn, list(conn.receive_data(request() if data is None else data))
 
 
@@ -505,7 +517,7 @@ def test_origin_from_nginx_params() -> None:
 
 
 def test_get_values_answers_what_was_asked() -> None:
-    conn = FastCGIConnection(FastCGILimits(max_connections=77))
+    conn = new_conn(max_connections=77)
     (reply,) = conn.receive_data(
         get_values(b"FCGI_MAX_CONNS", b"FCGI_OTHER", b"FCGI_MPXS_CONNS", b"FCGI_MAX_REQS")
     )
@@ -518,13 +530,13 @@ def test_get_values_answers_what_was_asked() -> None:
 
 
 def test_unknown_management_type_answer() -> None:
-    (reply,) = FastCGIConnection().receive_data(record(200, b"abc", rid=0))
+    (reply,) = new_conn().receive_data(record(200, b"abc", rid=0))
     assert read_records(reply.data) == [(UNKNOWN, 0, bytes((200, 0, 0, 0, 0, 0, 0, 0)))]
 
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_unknown_role_is_refused(keep: bool) -> None:
-    conn = FastCGIConnection()
+    conn = new_conn()
     (reply,) = conn.receive_data(begin(rid=5, role=2, keep=keep))
     assert reply.data == end_request_record(5, 3) and reply.close is not keep
     assert conn.receive_data(record(PARAMS, pairs(NGINX_GET), rid=5) + record(STDIN, rid=5)) == []
@@ -538,7 +550,7 @@ def test_multiplexing_is_refused_with_cant_mpx_conn() -> None:
 
 
 def test_request_waits_for_stdin_when_the_length_is_unknown() -> None:
-    conn = FastCGIConnection()
+    conn = new_conn()
     data = request(post(b"", CONTENT_LENGTH=b""), stdin=[b"abc"])
     head, stdin = data.split(record(PARAMS, b""))
     assert conn.receive_data(head + record(PARAMS, b"")) == []
@@ -548,14 +560,14 @@ def test_request_waits_for_stdin_when_the_length_is_unknown() -> None:
 
 
 def test_params_over_the_limit_fail_at_the_record_header() -> None:
-    conn = FastCGIConnection(FastCGILimits(max_params_size=100))
+    conn = new_conn(max_params_size=100)
     (error,) = conn.receive_data(begin() + record(PARAMS, b"x" * 200)[:8])
     assert isinstance(error, StreamError) and error.status == 431
     assert conn.receive_data(b"x" * 200) == []
 
 
 def test_body_is_streamed_as_it_arrives() -> None:
-    conn = FastCGIConnection()
+    conn = new_conn()
     data = request(post(b"0123456789"), b"0123456789")
     events = conn.receive_data(data[:-18])
     assert [type(e) for e in events] == [Origin, Request, Body]
@@ -590,7 +602,7 @@ def test_response_streamed_in_records_of_at_most_65535_bytes() -> None:
 
 
 def test_keep_alive_serves_requests_one_after_another() -> None:
-    conn = FastCGIConnection()
+    conn = new_conn()
     for stream_id in (1, 2, 3):
         events = conn.receive_data(request(post(b"abc"), b"abc"))
         assert [type(e) for e in events] == [Origin, Request, Body, EndOfBody]
@@ -634,7 +646,7 @@ def test_abort_while_the_body_comes_closes() -> None:
 
 
 def test_error_response() -> None:
-    conn = FastCGIConnection(FastCGILimits(max_params_size=10))
+    conn = new_conn(max_params_size=10)
     (error,) = conn.receive_data(request())
     stdout, ended = response_of([conn.error_response(error.status, error.detail)])
     body = b"431 Request Header Fields Too Large\nFastCGI params larger than the limit\n"
@@ -644,7 +656,7 @@ def test_error_response() -> None:
         % (len(body), body)
     )
     assert ended and not conn.keep_alive
-    assert FastCGIConnection().error_response(400, "no request") == b""
+    assert new_conn().error_response(400, "no request") == b""
     conn, _ = started()
     conn.response_start(200, [], b"", end=False)
     assert conn.error_response(400, "late") == b""
@@ -661,7 +673,7 @@ def test_response_without_body(method: bytes, status: int) -> None:
 
 def test_response_misuse() -> None:
     with pytest.raises(AppError):
-        FastCGIConnection().response_start(200, [])
+        new_conn().response_start(200, [])
     conn, _ = started()
     with pytest.raises(AppError):
         conn.response_start(200, [(b"content-length", b"3")], b"ab")
@@ -733,7 +745,7 @@ class Side:
             self._busy(connection, False)
 
     def _serve(self, sock: socket.socket, connection: int) -> None:
-        conn = FastCGIConnection()
+        conn = new_conn()
         while True:
             seen = Seen(connection)
             complete = False
@@ -840,7 +852,7 @@ def test_nginx_keep_alive_carries_requests_one_after_another(gateway: tuple[Ngin
     assert origin.server == ("127.0.0.1", server.port)
     # the bytes nginx really sent, as a corpus entry: the same events however they are cut
     for mode in MODES:
-        whole_and_split(FastCGIConnection, bytes(side.seen[0].raw), mode, "nginx")
+        whole_and_split(new_conn, bytes(side.seen[0].raw), mode, "nginx")
 
 
 @needs_nginx
@@ -1026,7 +1038,7 @@ def test_nginx_an_abandoned_response_ends_incomplete(
 def test_mutated_records_never_raise(
     case: Case, edits: list[tuple[int, int]], cuts: list[int]
 ) -> None:
-    check_mutation(FastCGIConnection, case.data, edits, cuts)
+    check_mutation(new_conn, case.data, edits, cuts)
 
 
 @pytest.mark.parametrize("length", [True, False])
@@ -1035,7 +1047,7 @@ def test_a_large_body_is_never_held(length: bool) -> None:
     count = 20 * 16
 
     def upload() -> None:
-        conn = FastCGIConnection()
+        conn = new_conn()
         size = str(count * 65528).encode() if length else b""
         items = post(b"", CONTENT_LENGTH=size)
         conn.receive_data(begin() + record(PARAMS, pairs(items)) + record(PARAMS))

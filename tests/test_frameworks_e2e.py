@@ -1,13 +1,17 @@
-"""Flask and Django served by a real ``portico`` process: the frameworks WSGI exists for."""
+"""Flask and Django served by a real ``portico`` process: the frameworks WSGI exists for.
+
+Each test runs over HTTP/1.1, h2c prior knowledge and HTTP/2 under TLS (ALPN): the apps must
+answer the same whatever the protocol.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import ServerFactory
+from tests.conftest import Certs, ServerFactory
+from tests.h2client import PROTOCOLS, httpx_client, server_args
 
 pytest.importorskip("flask")
 pytest.importorskip("django")
@@ -23,15 +27,23 @@ def data_file(tmp_path: Path) -> Path:
     return target
 
 
-def test_flask(serve: ServerFactory, data_file: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_flask(serve: ServerFactory, data_file: Path, certs: Certs, protocol: str) -> None:
     server = serve(
-        "flask_app:app", "--root-path", "/app", env={"PORTICO_TEST_FILE": str(data_file)}
+        "flask_app:app",
+        "--root-path",
+        "/app",
+        *server_args(protocol, certs.server_pem),
+        env={"PORTICO_TEST_FILE": str(data_file)},
     )
-    with httpx.Client(base_url=server.url) as client:
-        hello = client.get("/app/hello/caf%C3%A9", headers={"User-Agent": "probe"}).json()
+    client, base = httpx_client(protocol, server.port, certs.ca_pem)
+    with client:
+        response = client.get("/app/hello/caf%C3%A9", headers={"User-Agent": "probe"})
+        assert response.http_version == ("HTTP/1.1" if protocol == "h1" else "HTTP/2")
+        hello = response.json()
         assert hello == {
             "name": "café",
-            "url": f"http://127.0.0.1:{server.port}/app/hello/caf%C3%A9",
+            "url": f"{base}/app/hello/caf%C3%A9",
             "remote": "127.0.0.1",
             "agent": "probe",
         }
@@ -50,7 +62,8 @@ def test_flask(serve: ServerFactory, data_file: Path) -> None:
         assert client.get("/app/go", follow_redirects=True).json()["name"] == "x"
         streamed = client.get("/app/stream", params={"n": "100"})
         assert streamed.text == "".join(f"piece {i}\n" for i in range(100))
-        assert streamed.headers["transfer-encoding"] == "chunked"
+        if protocol == "h1":  # HTTP/2 frames the body itself
+            assert streamed.headers["transfer-encoding"] == "chunked"
         downloaded = client.get("/app/file")
         assert downloaded.content == FILE_DATA
         assert downloaded.headers["content-length"] == str(len(FILE_DATA))
@@ -60,11 +73,18 @@ def test_flask(serve: ServerFactory, data_file: Path) -> None:
     assert server.wait_for_log("flask view failed")
 
 
-def test_django(serve: ServerFactory, data_file: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_django(serve: ServerFactory, data_file: Path, certs: Certs, protocol: str) -> None:
     server = serve(
-        "django_app:application", "--root-path", "/dj", env={"PORTICO_TEST_FILE": str(data_file)}
+        "django_app:application",
+        "--root-path",
+        "/dj",
+        *server_args(protocol, certs.server_pem),
+        env={"PORTICO_TEST_FILE": str(data_file)},
     )
-    with httpx.Client(base_url=server.url) as client:
+    client, base = httpx_client(protocol, server.port, certs.ca_pem)
+    scheme = base.split(":")[0]
+    with client:
         hello = client.get(
             "/dj/hello/caf%C3%A9?x=1&y=%C3%A9",
             headers={"Host": "example.com:8080", "Cookie": "a=1; b=2"},
@@ -74,7 +94,7 @@ def test_django(serve: ServerFactory, data_file: Path) -> None:
             "path": "/dj/hello/café",
             "path_info": "/hello/café",
             "host": "example.com:8080",
-            "absolute": "http://example.com:8080/dj/hello/caf%C3%A9?x=1&y=%C3%A9",
+            "absolute": f"{scheme}://example.com:8080/dj/hello/caf%C3%A9?x=1&y=%C3%A9",
             "query": {"x": "1", "y": "é"},
             "cookies": {"a": "1", "b": "2"},
         }

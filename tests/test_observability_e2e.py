@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServerFactory, ServerProcess, raw_exchange
+from tests.test_uwsgi import nginx_vars, packet
 
 GUNICORN = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s %({x-request-id}o)s'
 
@@ -228,3 +230,48 @@ def test_the_metrics_endpoint_speaks_only_what_a_scraper_needs(serve: ServerFact
     )
     # the app's port knows nothing of metrics
     assert httpx.get(server.url + "/metrics").text.isdigit()
+
+
+def test_every_protocol_is_logged_counted_and_given_its_request_id(
+    serve: ServerFactory, tmp_path: Path
+) -> None:
+    """HTTP/2 (h2c) and uwsgi go through the same context as HTTP/1.1: the id is added by their
+    drivers, their lines name their protocol, and the metrics count their bytes."""
+    log = tmp_path / "access.json"
+    fields = "json:protocol,status,request_id,response_header:x-request-id,bytes"
+    server = serve(
+        "master_apps:app",
+        "--bind",
+        "uwsgi:127.0.0.1:0",
+        "--request-id",
+        "--access-log-file",
+        str(log),
+        "--access-log-format",
+        fields,
+        "--metrics-bind",
+        "127.0.0.1:0",
+    )
+    with httpx.Client(http1=False, http2=True) as client:
+        h2 = client.get(server.url, headers={"x-request-id": "from-the-edge"})
+    assert h2.http_version == "HTTP/2" and h2.headers["x-request-id"] == "from-the-edge"
+    bound = re.search(r"on uwsgi://127\.0\.0\.1:(\d+)", server.log)
+    assert bound, server.log
+    uwsgi_port = int(bound.group(1))
+    with socket.create_connection(("127.0.0.1", uwsgi_port), timeout=10) as sock:
+        sock.sendall(packet(nginx_vars()))
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    made = re.search(rb"\r\nx-request-id: ([0-9a-f]{32})\r\n", reply)
+    assert reply.startswith(b"HTTP/1.1 200 ") and made, reply
+    entries = [json.loads(line) for line in lines_of(log, 2)]
+    assert {(e["protocol"], e["request_id"]) for e in entries} == {
+        ("HTTP/2", "from-the-edge"),
+        ("HTTP/1.1", made.group(1).decode()),
+    }
+    assert all(e["response_header:x-request-id"] == e["request_id"] for e in entries)
+    assert wait_until(lambda: requests_total(scrape(server)) == 2)
+    samples = scrape(server)
+    assert samples["portico_requests_total{method=GET,protocol=HTTP/2,status=2xx}"] == 1
+    assert samples["portico_received_bytes_total{}"] > len(packet(nginx_vars()))
+    assert samples["portico_sent_bytes_total{}"] > len(reply)

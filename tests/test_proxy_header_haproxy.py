@@ -188,8 +188,8 @@ def test_haproxy_send_proxy_v2_with_crc32c_and_unique_id(haproxy: HAProxy) -> No
     assert (header.version, header.command, header.family) == (2, PROXY, TCP4)
     assert header.client == client
     assert header.server == haproxy.fronts["v2"].getsockname()
-    assert header.tlv(0x03) is not None  # CRC32C, verified by the reader
-    unique_id = header.tlv(0x05)
+    assert dict(header.tlvs).get(0x03) is not None  # CRC32C, verified by the reader
+    unique_id = dict(header.tlvs).get(0x05)
     assert unique_id is not None and unique_id.endswith(b":%X" % client[1])
     assert rest == REQUEST
 
@@ -221,7 +221,7 @@ def test_haproxy_send_proxy_v2_ssl_says_the_client_used_tls(haproxy: HAProxy) ->
     assert header is not None
     assert header.tls is True
     assert header.client == local
-    ssl_tlv = header.tlv(0x20)
+    ssl_tlv = dict(header.tlvs).get(0x20)
     assert ssl_tlv is not None and b"TLSv1" in ssl_tlv  # the version sub-TLV, kept raw
 
 

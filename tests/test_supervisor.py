@@ -92,10 +92,16 @@ def test_exit_descriptions() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "value"), [("0o117", 0o117), ("117", 0o117), ("0117", 0o117), (0o22, 0o22)]
+    ("raw", "value"), [("0o117", 0o117), ("0117", 0o117), ("7", 0o7), ("0", 0), (0o22, 0o22)]
 )
 def test_mode_kind(raw: object, value: int) -> None:
     assert kinds.MODE.convert(raw) == value
+
+
+def test_mode_kind_refuses_a_mask_that_reads_two_ways() -> None:
+    # chmod reads 117 as octal, gunicorn's --umask as decimal: neither is guessed
+    with pytest.raises(ValueError, match="ambiguous: write it in octal as 0o117"):
+        kinds.MODE.convert("117")
 
 
 @pytest.mark.parametrize("raw", ["8", "0o1000", "rw", True, 1.5])

@@ -11,7 +11,6 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,14 @@ import pytest
 import trustme
 from websockets.sync.client import connect as ws_connect
 
-from tests.conftest import APPS, ServerFactory, ServerProcess, raw_exchange
+from tests.conftest import (
+    APPS,
+    ServerFactory,
+    ServerProcess,
+    established,
+    raw_exchange,
+    wait_until,
+)
 from tests.wrk import Load
 
 pytestmark = pytest.mark.timeout(120)
@@ -83,15 +89,6 @@ def peer_certificate(port: int, context: ssl.SSLContext) -> bytes:
         return cert
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def s_client(port: int, certs: Certs, *extra: str) -> str:
     result = subprocess.run(
         [
@@ -149,7 +146,12 @@ def test_alpn_chooses_http11_and_a_client_without_alpn_gets_it_too(
     certs: Certs, serve: ServerFactory
 ) -> None:
     server = serve("asgi_apps:echo", *certs.flags())
-    assert "ALPN protocol: http/1.1" in s_client(server.port, certs, "-alpn", "h2,http/1.1")
+    # h2 is preferred when the client offers it (HTTP/2 tests: tests/test_http2_*.py) ...
+    assert "ALPN protocol: h2" in s_client(server.port, certs, "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: http/1.1" in s_client(server.port, certs, "-alpn", "http/1.1")
+    # ... and not offered when only HTTP/1.1 is served
+    only_h1 = serve("asgi_apps:echo", *certs.flags(), "--http-protocols", "h1")
+    assert "ALPN protocol: http/1.1" in s_client(only_h1.port, certs, "-alpn", "h2,http/1.1")
     out = s_client(server.port, certs)
     assert "No ALPN negotiated" in out and "Verify return code: 0 (ok)" in out
     context = certs.context()
@@ -297,6 +299,8 @@ def test_plain_http_to_the_tls_port_gets_a_400_saying_so(
     assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"connection: close" in head
     assert b"plain HTTP request sent to the HTTPS port" in body
+    # the log line may reach the test's reader after the reply does
+    assert server.wait_for_log("plain HTTP request sent to the HTTPS port")
     assert server.log.count("plain HTTP request sent to the HTTPS port") == 1
 
 
@@ -307,7 +311,7 @@ def test_handshake_failures_and_timeouts_are_debug_lines_not_tracebacks(
     started = time.monotonic()
     # a client that connects and never says hello is dropped after the header timeout
     assert raw_exchange(server.port, b"", timeout=10) == b""
-    assert 0.5 < time.monotonic() - started < 5
+    assert time.monotonic() - started > 0.5  # not before the header timeout
     # a handshake record that is garbage fails the handshake: the alert, then close
     reply = raw_exchange(server.port, b"\x16\x03\x01\x00\x05hello", timeout=10)
     assert reply[:1] in (b"", b"\x15")  # nothing, or a TLS alert record
@@ -504,8 +508,7 @@ def test_certificate_rotation_under_load_fails_no_request(
 ) -> None:
     server = serve("master_apps:app", *certs.flags(), "--workers", "2")
     load = Load(https(server), seconds=8)
-    assert wait_until(lambda: server.log.count("worker(s) ready") >= 1)
-    time.sleep(1)  # let wrk's connections open before the first rotation
+    assert wait_until(lambda: established(server.port) >= 16)  # wrk's connections are open
     for round_ in range(2):
         replace_certificate(certs, f"rotation {round_}")
         server.signal(signal.SIGHUP)

@@ -3,21 +3,24 @@ random splits; the response serializer; and a real nginx (``uwsgi_pass``) in fro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from portico.config import Config
 from portico.errors import AppError
 from portico.protocols.cgi_vars import Origin
 from portico.protocols.events import Body, EndOfBody, Request, StreamError
 from portico.protocols.uwsgi import UwsgiConnection, UwsgiLimits
+from portico.runtime.limits import build_limits
 from tests.gateway_feed import (
     CUTS,
     EDITS,
@@ -40,6 +43,15 @@ from tests.gateway_nginx import (
     request_head,
     reset,
 )
+
+#: the limits a default server has (the settings table's defaults)
+LIMITS: Final = build_limits(Config()).uwsgi
+
+
+def new_conn(**limits: int) -> UwsgiConnection:
+    """A connection with the default limits, some of them changed."""
+    return UwsgiConnection(dataclasses.replace(LIMITS, **limits))
+
 
 # ------------------------------------------------------------------------- building packets
 
@@ -123,7 +135,7 @@ class Case:
     eof: bool = False
 
     def make(self) -> UwsgiConnection:
-        return UwsgiConnection(UwsgiLimits(**self.limits))
+        return new_conn(**self.limits)
 
 
 BIG = b"x" * 100_000
@@ -332,7 +344,7 @@ def test_corpus_random_splits(case: Case, data: st.DataObject) -> None:
 
 
 def parse(data: bytes, limits: UwsgiLimits | None = None) -> tuple[UwsgiConnection, list[Any]]:
-    conn = UwsgiConnection(limits)
+    conn = UwsgiConnection(limits or LIMITS)
     return conn, list(conn.receive_data(data))
 
 
@@ -367,7 +379,7 @@ def test_origin_unix_and_ipv6_clients() -> None:
 
 def test_head_over_the_limit_fails_at_its_first_four_bytes() -> None:
     # the block is never waited for, let alone buffered
-    conn = UwsgiConnection(UwsgiLimits(max_vars_size=1000))
+    conn = new_conn(max_vars_size=1000)
     events = conn.receive_data(b"\x00\xff\xff\x00")
     assert [type(e) for e in events] == [StreamError] and events[0].status == 431
     assert conn.receive_data(b"more") == []
@@ -381,9 +393,9 @@ def test_body_is_streamed_as_it_arrives() -> None:
 
 
 def test_eof_before_anything_is_quiet() -> None:
-    conn = UwsgiConnection()
+    conn = new_conn()
     assert conn.receive_eof() == []
-    conn = UwsgiConnection()
+    conn = new_conn()
     assert conn.receive_data(b"\x00\x10") == []
     assert conn.receive_eof() == []
 
@@ -489,7 +501,7 @@ def test_response_large_body_is_not_copied() -> None:
 
 def test_response_misuse() -> None:
     with pytest.raises(AppError):
-        UwsgiConnection().response_start(200, [])
+        new_conn().response_start(200, [])
     conn = answered()
     with pytest.raises(AppError):
         conn.response_body(b"x")
@@ -501,7 +513,7 @@ def test_response_misuse() -> None:
 
 
 def test_error_response() -> None:
-    conn = UwsgiConnection()
+    conn = new_conn()
     conn.receive_data(b"\x05\x00\x00\x00")
     out = conn.error_response(400, "unsupported uwsgi packet modifiers")
     body = b"400 Bad Request\nunsupported uwsgi packet modifiers\n"
@@ -541,7 +553,7 @@ Respond = Callable[[UwsgiConnection, Seen], Iterator[bytes]]
 
 def uwsgi_handler(seen: list[Seen], respond: Respond) -> Callable[[socket.socket], None]:
     def handle(sock: socket.socket) -> None:
-        conn = UwsgiConnection()
+        conn = new_conn()
         record = Seen()
         seen.append(record)
         complete = False
@@ -604,7 +616,7 @@ def hello(conn: UwsgiConnection, seen: Seen) -> Iterator[bytes]:
 def assert_same_in_every_split(raw: bytes) -> None:
     """The bytes nginx really sent, as a corpus entry: the same events however they are cut."""
     for mode in MODES:
-        whole_and_split(UwsgiConnection, raw, mode, "nginx")
+        whole_and_split(new_conn, raw, mode, "nginx")
 
 
 @needs_nginx
@@ -826,7 +838,7 @@ def test_nginx_only_a_reset_marks_an_abandoned_body_incomplete(
 def test_mutated_packets_never_raise(
     case: Case, edits: list[tuple[int, int]], cuts: list[int]
 ) -> None:
-    check_mutation(UwsgiConnection, case.data, edits, cuts)
+    check_mutation(new_conn, case.data, edits, cuts)
 
 
 def test_a_large_body_is_never_held() -> None:
@@ -834,7 +846,7 @@ def test_a_large_body_is_never_held() -> None:
     size = 20 * 1024 * 1024
 
     def upload() -> None:
-        conn = UwsgiConnection()
+        conn = new_conn()
         received = 0
         events = conn.receive_data(post(b"", CONTENT_LENGTH=b"%d" % size))
         for _ in range(size // len(piece)):

@@ -214,6 +214,78 @@ def test_invalid_utf8_fails_fast_with_1007() -> None:
     assert server.closed is False and server.open is False
 
 
+def close_code(server: WSConnection) -> int | None:
+    frames = [f for f in server_frames(server) if f.opcode is Opcode.CLOSE]
+    return struct.unpack("!H", frames[0].data[:2])[0] if frames else None
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_invalid_utf8_inside_a_frame_still_arriving_fails_at_once(fragmented: bool) -> None:
+    # Autobahn 6.4.3/6.4.4: one frame in chops; the invalid byte is in the middle one
+    server, client = pair()
+    text = "κόσμε".encode() + b"\xce\xba\xf4\x90\x80\x80" + b"edited"
+    if fragmented:
+        client.send_text("été".encode(), fin=False)
+        client.send_continuation(text, fin=True)
+    else:
+        client.send_text(text)
+    data = client_bytes(client)
+    # where the invalid sequence starts in the bytes on the wire (masked: found by position)
+    bad = len(data) - len(text) + text.index(b"\xf4\x90")
+    assert server.receive_data(data[: bad - 3]) == []
+    assert close_code(server) is None  # valid so far (the multi-byte prefix is not an error)
+    server.receive_data(data[bad - 3 : bad + 2])
+    assert close_code(server) == 1007  # failed on the chop, before the frame is whole
+    assert server.receive_data(data[bad + 2 :]) == []
+
+
+@given(st.text(max_size=200), st.integers(min_value=1, max_value=40))
+@settings(max_examples=100, deadline=None)
+def test_valid_text_in_any_chops_is_one_message(text: str, chop: int) -> None:
+    server, client = pair()
+    client.send_text(text.encode())
+    data = client_bytes(client)
+    got: list[str | bytes] = []
+    for i in range(0, len(data), chop):
+        got += server.receive_data(data[i : i + chop])
+    assert got == [text]
+    assert close_code(server) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Frame(Opcode.TEXT, b"x", rsv1=True),  # Autobahn 3.2: a reserved bit, no extension
+        Frame(Opcode.TEXT, b"x", rsv2=True, rsv3=True),  # 3.4
+        Frame(Opcode.CONT, b"x"),  # 5.15: nothing to continue
+    ],
+)
+def test_a_failing_frame_waits_behind_the_messages_before_it(bad: Frame) -> None:
+    server, client = pair()
+    client.send_text(b"first")
+    data = client_bytes(client)
+    mask = b"\x01\x02\x03\x04"
+    data += _masked(bad, mask)
+    # one read with a valid message and then a frame that fails the connection: the message
+    # reaches the app, which may answer it, before the failure (Autobahn strict)
+    assert server.receive_data(data) == ["first"]
+    assert server.held and server.open and close_code(server) is None
+    assert server.receive_data(b"more bytes are kept, not parsed") == []
+    server.send_text("first")  # the app's echo goes out before the close
+    assert server.release() == []
+    frames = server_frames(server)
+    assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
+    assert struct.unpack("!H", frames[1].data[:2])[0] == 1002
+
+
+def _masked(frame: Frame, mask: bytes) -> bytes:
+    """A client frame on the wire, whatever its bits (the library's client refuses bad ones)."""
+    first = (0x80 if frame.fin else 0) | frame.opcode.value
+    first |= (0x40 if frame.rsv1 else 0) | (0x20 if frame.rsv2 else 0) | (0x10 if frame.rsv3 else 0)
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(frame.data))
+    return bytes((first, 0x80 | len(frame.data))) + mask + payload
+
+
 def test_close_between_fragments_is_answered_normally() -> None:
     # RFC 6455 §5.4; Autobahn 7.1.5. The library alone would answer 1002.
     server, client = pair()

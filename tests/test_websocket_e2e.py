@@ -309,15 +309,13 @@ def test_message_too_big_closes_with_1009(serve: ServerFactory) -> None:
 def test_a_client_that_does_not_answer_pings_is_closed_with_1011(serve: ServerFactory) -> None:
     server = serve("ws_apps:echo", "--ws-ping-interval", "0.5", "--ws-ping-timeout", "1")
     raw = RawWebSocket(server.port)
-    started = time.monotonic()
     opcode, payload = raw.read_frame()
     assert opcode == 0x9  # a ping, which this client never answers
     opcode, payload = raw.read_frame()
     assert opcode == 0x8
     assert struct.unpack("!H", payload[:2])[0] == 1011
     with pytest.raises(EOFError):
-        raw.read_frame()  # then the server closes the TCP connection
-    assert time.monotonic() - started < 6
+        raw.read_frame()  # then the server closes the TCP connection (before our read timeout)
     raw.close()
 
 

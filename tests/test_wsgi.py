@@ -60,15 +60,20 @@ class FakeStream:
             piece = piece[:max_bytes]
         return piece
 
-    def start(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
+    def start(
+        self, status: int, headers: Headers, body: bytes, end: bool, reason: bytes = b""
+    ) -> None:
         self.calls.append(("start", status, headers, body, end))
+        self.reason = reason
 
     def write(self, body: bytes, end: bool) -> None:
         if self.disconnected:
             raise ClientDisconnected("gone")
         self.calls.append(("write", body, end))
 
-    def send_file(self, status: int, headers: Headers, file: Any, length: int | None) -> bool:
+    def send_file(
+        self, status: int, headers: Headers, file: Any, length: int | None, reason: bytes = b""
+    ) -> bool:
         if not self.sendfile:
             return False
         data = file.read() if length is None else file.read(length)
@@ -388,3 +393,16 @@ def test_error_stream_logs_lines(caplog: pytest.LogCaptureFixture) -> None:
     assert [record.getMessage() for record in caplog.records] == ["one", "two", "three"]
     with pytest.raises(TypeError):
         errors.write(b"bytes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [("200 OK", b""), ("200 Fine", b"Fine"), ("404 ", b""), ("201 Cr\xe9\xe9", b"Cr\xe9\xe9")],
+)
+def test_the_apps_own_reason_phrase_is_kept(status: str, reason: bytes) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(status, [("Content-Length", "2")])
+        return [b"ok"]
+
+    fake = serve(app, FakeStream())
+    assert fake.reason == reason  # empty: the standard phrase, from the protocol's cache

@@ -8,7 +8,6 @@ and hands it to the pure ``portico.config``. The worker is imported only when se
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import socket
 import sys
@@ -18,14 +17,17 @@ from typing import TYPE_CHECKING
 from portico import __version__, logs
 from portico.config import Config, Resolved, format_resolved, resolve
 from portico.config.argv import build_parser
+from portico.config.hooks import Hooks
 from portico.errors import EXIT_OK, ConfigError, StartupError
+from portico.logs import error_log as log
+from portico.supervisor import environment
 
 if TYPE_CHECKING:
+    from portico.config.hooks import WorkerHooks
+    from portico.supervisor.environment import Identity
     from portico.worker.link import MasterLink
 
 __all__ = ["main", "version"]
-
-log = logging.getLogger("portico.error")
 
 
 def version() -> str:
@@ -51,7 +53,12 @@ def _check(resolved: Resolved) -> int:
     from portico.gateways.loader import load_app  # noqa: PLC0415 -- the master never loads it
 
     config = resolved.config
+    environment.prepare(config)
+    environment.identity(config)
     _check_tls(config)
+    _check_headers(config)
+    for note in resolved.notes:
+        print(f"portico: {note}")
     loaded = load_app(
         config.app, app_dir=config.app_dir, factory=config.factory, interface=config.interface
     )
@@ -59,9 +66,16 @@ def _check(resolved: Resolved) -> int:
     return EXIT_OK
 
 
-def _serve(config: Config, argv: list[str]) -> int:
+def _serve(resolved: Resolved, argv: list[str]) -> int:
+    config = resolved.config
+    cwd = os.getcwd()  # before chdir: SIGHUP reads the command line's files from here again
+    environment.prepare(config)
+    identity = environment.identity(config)
     _check_tls(config)  # a certificate that does not load stops the server here, with exit 2
-    _configure_logs(config)
+    _check_headers(config)
+    _configure_logs(config, resolved.hooks, identity)
+    for note in resolved.notes:
+        log.info("%s", note)
     from portico.supervisor.master import Master  # noqa: PLC0415 -- lazy, as the worker below
 
     if config.reload:
@@ -75,22 +89,30 @@ def _serve(config: Config, argv: list[str]) -> int:
 
         preloaded = load(config)
 
-    def boot(config: Config, sockets: list[tuple[str, socket.socket]], link: MasterLink) -> int:
+    def boot(
+        config: Config,
+        sockets: list[tuple[str, socket.socket]],
+        link: MasterLink,
+        hooks: WorkerHooks,
+    ) -> int:
         from portico.worker.main import LoadedApps, serve  # noqa: PLC0415 -- in the worker only
 
         apps = preloaded if isinstance(preloaded, LoadedApps) else None
-        return serve(config, sockets, link, apps)
+        return serve(config, sockets, link, apps, hooks)
 
-    def reconfigure() -> Config:
-        resolved = resolve(argv, os.environ, _read_text, os.getcwd())
+    def reconfigure() -> tuple[Config, Hooks]:
+        resolved = resolve(argv, os.environ, _read_text, cwd)
         for warning in resolved.warnings:
             log.warning("%s", warning)
+        environment.prepare(resolved.config)
+        identity = environment.identity(resolved.config)
         # before any worker is replaced: a certificate that does not load keeps the old one
         _check_tls(resolved.config)
-        _configure_logs(resolved.config)
-        return resolved.config
+        _check_headers(resolved.config)
+        _configure_logs(resolved.config, resolved.hooks, identity)
+        return resolved.config, resolved.hooks
 
-    return Master(config, boot, reconfigure).run()
+    return Master(config, boot, reconfigure, hooks=resolved.hooks, identity=identity).run()
 
 
 def _check_tls(config: Config) -> None:
@@ -101,7 +123,15 @@ def _check_tls(config: Config) -> None:
         tls.check(config)
 
 
-def _configure_logs(config: Config) -> None:
+def _check_headers(config: Config) -> None:
+    """``--header`` values are checked as the app's headers are (ConfigError naming the one)."""
+    if config.headers:
+        from portico.runtime.limits import default_headers  # noqa: PLC0415
+
+        default_headers(config)
+
+
+def _configure_logs(config: Config, hooks: Hooks, identity: Identity | None) -> None:
     logs.configure(
         config.log_level,
         config.access_log,
@@ -109,6 +139,12 @@ def _configure_logs(config: Config) -> None:
         config.access_log_file,
         config.log_format,
     )
+    logs.apply_config(config.log_config, hooks.logconfig_dict)
+    files = [path for path in (config.log_file, config.access_log_file) if path not in (None, "-")]
+    if identity is not None:
+        identity.chown(files)  # the workers reopen them on SIGUSR1, as the user
+    if config.capture_output and config.log_file not in (None, "-"):
+        logs.capture_output(config.log_file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if resolved.action == "check_config":
             return _check(resolved)
-        return _serve(resolved.config, sys.argv[1:] if argv is None else argv)
+        return _serve(resolved, args)
     except StartupError as error:
         return _fail(error)
     except KeyboardInterrupt:

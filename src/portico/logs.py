@@ -24,7 +24,8 @@ import os
 import re
 import sys
 import time
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from portico.errors import StartupError
 
@@ -34,6 +35,8 @@ __all__ = [
     "AccessSink",
     "JSONFormatter",
     "access_sink",
+    "apply_config",
+    "capture_output",
     "configure",
     "error_log",
     "error_stream",
@@ -68,9 +71,10 @@ def configure(
     """Send ``portico.error`` (at ``level``) and, if enabled, the access log to stderr.
 
     ``log_file`` and ``access_log_file`` send them to files instead (opened for appending, so
-    the master and its workers share them); an access log file turns the access log on.
-    ``log_format`` is ``text`` or ``json`` (the error log's lines). Calling it again replaces
-    what the previous call installed.
+    the master and its workers share them); an access log file turns the access log on. ``-``
+    is gunicorn's name for the standard streams: stderr for the error log, stdout for the access
+    log. ``log_format`` is ``text`` or ``json`` (the error log's lines). Calling it again
+    replaces what the previous call installed.
     """
     global _sink
     for logger, handler in _installed:
@@ -78,7 +82,7 @@ def configure(
         if isinstance(handler, logging.FileHandler):
             handler.close()
     _installed.clear()
-    error_handler = _handler(log_file)
+    error_handler = _handler(log_file, sys.stderr)
     error_handler.setFormatter(
         JSONFormatter()
         if log_format == "json"
@@ -127,12 +131,16 @@ class AccessSink:
         """Write ``lines`` (each without its newline)."""
         raise NotImplementedError
 
+    def reopen(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
 class _LoggerSink(AccessSink):
-    """Before :func:`configure` (Portico embedded, tests): each line to ``portico.access``."""
+    """Each line to the logger ``portico.access``: before :func:`configure` (Portico embedded,
+    tests), and when ``--log-config`` gives that logger handlers of its own."""
 
     def write(self, lines: list[str]) -> None:
         logger = logging.getLogger(ACCESS_LOGGER)
@@ -142,18 +150,19 @@ class _LoggerSink(AccessSink):
 
 class _FileSink(AccessSink):
     """A batch of lines written with one ``write``: to a file opened for appending
-    (``O_APPEND``, so the workers' writes of whole lines never interleave inside a line), or
-    to stderr."""
+    (``O_APPEND``, so the workers' writes of whole lines never interleave inside a line), to
+    stderr (no file), or to stdout (``-``, gunicorn's ``--access-logfile -``)."""
 
     def __init__(self, path: str | None) -> None:
-        self.path = path
-        self.fd = -1 if path is None else _open_append(path)
+        self.path = None if path == "-" else path
+        self.stream = sys.stdout if path == "-" else sys.stderr
+        self.fd = -1 if self.path is None else _open_append(self.path)
 
     def write(self, lines: list[str]) -> None:
         text = "\n".join(lines) + "\n"
         if self.fd < 0:
-            sys.stderr.write(text)
-            sys.stderr.flush()
+            self.stream.write(text)
+            self.stream.flush()
             return
         data = text.encode("utf-8", "backslashreplace")
         while data:
@@ -184,7 +193,7 @@ def _open_append(path: str) -> int:
         raise StartupError(f"cannot open log file {path}: {exc.strerror or exc}") from exc
 
 
-_sink: _FileSink | None = None
+_sink: AccessSink | None = None
 
 
 def access_sink() -> AccessSink:
@@ -192,13 +201,79 @@ def access_sink() -> AccessSink:
     return _sink if _sink is not None else _LoggerSink()
 
 
-def _handler(path: str | None) -> logging.Handler:
-    if path is None:
-        return logging.StreamHandler(sys.stderr)
+def _handler(path: str | None, stream: TextIO) -> logging.Handler:
+    if path is None or path == "-":
+        return logging.StreamHandler(stream)
     try:
         return logging.FileHandler(path, mode="a", encoding="utf-8")
     except OSError as exc:
         raise StartupError(f"cannot open log file {path}: {exc.strerror or exc}") from exc
+
+
+def apply_config(path: str | None, config: Mapping[str, Any] | None = None) -> None:
+    """``--log-config``: a ``.json`` or ``.yaml`` file for ``dictConfig``, else an ini file for
+    ``fileConfig``; ``config`` is a dict (gunicorn's ``logconfig_dict``). Loggers that exist
+    (``portico.error``, the app's) stay enabled, as uvicorn leaves them."""
+    if config:
+        _dict_config(dict(config), "logconfig_dict")
+    if path is not None:
+        _file_config(path)
+    _route_access_to_logger()
+
+
+def _route_access_to_logger() -> None:
+    """When a logging configuration gave ``portico.access`` handlers, the access log's lines go
+    through that logger, as gunicorn's and uvicorn's users route theirs, not to the file."""
+    global _sink
+    if _sink is not None and logging.getLogger(ACCESS_LOGGER).handlers:
+        _sink.close()
+        _sink = _LoggerSink()
+
+
+def _file_config(path: str) -> None:
+    import logging.config  # noqa: PLC0415 -- only with --log-config
+
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as file:
+                loaded = json.load(file)
+            _dict_config(loaded, path)
+        elif path.endswith((".yaml", ".yml")):
+            try:
+                import yaml  # type: ignore[import-untyped]  # noqa: PLC0415 -- optional
+            except ImportError:
+                raise StartupError(
+                    f"--log-config {path}: YAML needs PyYAML (pip install pyyaml)"
+                ) from None
+            with open(path, encoding="utf-8") as file:
+                _dict_config(yaml.safe_load(file), path)
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StartupError(f"--log-config {path}: {exc}") from exc
+
+
+def _dict_config(config: object, source: str) -> None:
+    import logging.config  # noqa: PLC0415
+
+    if not isinstance(config, dict):
+        raise StartupError(f"{source}: expected a mapping for logging.config.dictConfig")
+    config.setdefault("version", 1)
+    config.setdefault("disable_existing_loggers", False)
+    logging.config.dictConfig(config)
+
+
+def capture_output(path: str) -> None:
+    """``--capture-output``: point this process's stdout and stderr (inherited by the workers)
+    at the error log file, so that what the app prints is kept."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
 
 
 def reopen() -> None:

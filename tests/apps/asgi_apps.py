@@ -101,9 +101,11 @@ async def big(scope: Scope, receive: Any, send: Any) -> None:
 
 
 async def slow(scope: Scope, receive: Any, send: Any) -> None:
-    """Sleeps ``?seconds`` (default 1) before answering."""
+    """Sleeps ``?seconds`` (default 1) before answering; says when it started, so that a test
+    can wait for that instead of sleeping."""
     if scope["type"] != "http":
         return
+    print("slow request started", flush=True)
     await asyncio.sleep(float(scope["query_string"] or b"1"))
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"slow done"})
@@ -194,6 +196,7 @@ async def disconnect_probe(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     await read_body(receive)
+    print("disconnect_probe waiting", flush=True)
     message = await receive()
     with open(os.environ["ASGI_TEST_FILE"], "w") as out:
         out.write(message["type"])
@@ -225,8 +228,8 @@ async def early_reject(scope: Scope, receive: Any, send: Any) -> None:
 class Lifespan:
     """A lifespan app: startup fills state; ``ASGI_TEST_MODE`` selects failures."""
 
-    def __init__(self) -> None:
-        self.mode = os.environ.get("ASGI_TEST_MODE", "ok")
+    def __init__(self, mode: str | None = None) -> None:
+        self.mode = mode or os.environ.get("ASGI_TEST_MODE", "ok")
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -250,6 +253,7 @@ class Lifespan:
 
 
 lifespan_app = Lifespan()
+failing_lifespan = Lifespan("fail")
 
 
 async def no_lifespan(scope: Scope, receive: Any, send: Any) -> None:

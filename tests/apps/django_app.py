@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect
-from django.urls import path
+from django.urls import path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 settings.configure(
@@ -80,7 +81,33 @@ def fail(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("django view failed")
 
 
+def probe(request: HttpRequest, name: str) -> JsonResponse:
+    # the endpoints every framework app has alike (tests/test_gateways_nginx.py)
+    return JsonResponse(
+        {
+            "name": name,
+            "url": request.build_absolute_uri(),
+            "self": request.build_absolute_uri(reverse("probe", args=[name])),
+            "remote": request.META["REMOTE_ADDR"],
+            "query": request.GET.dict(),
+            "cookies": request.COOKIES,
+        }
+    )
+
+
+@csrf_exempt
+def digest(request: HttpRequest) -> HttpResponse:
+    sha = hashlib.sha256()
+    size = 0
+    while piece := request.read(1 << 16):
+        sha.update(piece)
+        size += len(piece)
+    return HttpResponse(f"{size} {sha.hexdigest()}", content_type="text/plain")
+
+
 urlpatterns = [
+    path("probe/<str:name>", probe, name="probe"),
+    path("digest", digest),
     path("hello/<str:name>", hello, name="hello"),
     path("go", go),
     path("upload", upload),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 
@@ -57,3 +58,28 @@ def file() -> Response:
 @app.get("/fail")
 def fail() -> str:
     raise RuntimeError("flask view failed")
+
+
+# the endpoints every framework app has alike (tests/test_gateways_nginx.py)
+
+
+@app.get("/probe/<name>")
+def probe(name: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "url": request.url,
+        "self": url_for("probe", name=name, _external=True),
+        "remote": request.remote_addr or "",
+        "query": request.args.to_dict(),
+        "cookies": request.cookies.to_dict(),
+    }
+
+
+@app.post("/digest")
+def digest() -> str:
+    sha = hashlib.sha256()
+    size = 0
+    while piece := request.stream.read(1 << 16):
+        sha.update(piece)
+        size += len(piece)
+    return f"{size} {sha.hexdigest()}"

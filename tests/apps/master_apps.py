@@ -28,6 +28,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
     path = scope["path"]
     if path == "/slow":
+        print("slow request started", file=sys.stderr, flush=True)
         await asyncio.sleep(float(scope["query_string"] or b"1"))
     elif path == "/block":
         blocking_call_in_the_event_loop()

@@ -79,12 +79,16 @@ def writer(environ: Environ, start_response: StartResponse) -> list[bytes]:
 
 
 def upload_size(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    """Reads the body in 64 KiB pieces without keeping it; answers ``size reads``."""
+    """Reads the body in 64 KiB pieces without keeping it; answers ``size reads``. Says when it
+    is done, also when the client left (a test waits for that, not a time)."""
     stream = environ["wsgi.input"]
     total = reads = 0
-    while chunk := stream.read(65536):
-        total += len(chunk)
-        reads += 1
+    try:
+        while chunk := stream.read(65536):
+            total += len(chunk)
+            reads += 1
+    finally:
+        print(f"upload_size done after {total} bytes", flush=True)
     start_response("200 OK", _PLAIN)
     return [b"%d %d" % (total, reads)]
 
@@ -116,6 +120,7 @@ def memory_file(environ: Environ, start_response: StartResponse) -> Any:
 def slow(environ: Environ, start_response: StartResponse) -> list[bytes]:
     """Sleeps ``?seconds`` (blocking, as WSGI apps do), then answers with its start/end times."""
     started = time.monotonic()
+    print("slow request started", flush=True)
     time.sleep(float(environ["QUERY_STRING"] or "1"))
     start_response("200 OK", _PLAIN)
     return [b"%f %f" % (started, time.monotonic())]
@@ -213,3 +218,9 @@ def big_stream(environ: Environ, start_response: StartResponse) -> Iterator[byte
     while left > 0:
         yield piece[:left]
         left -= len(piece)
+
+
+def reason(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """A status with the app's own reason phrase (``?PHRASE``)."""
+    start_response(f"200 {environ['QUERY_STRING'] or 'Fine'}", [("Content-Length", "2")])
+    return [b"ok"]

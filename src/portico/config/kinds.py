@@ -115,15 +115,22 @@ def _convert_seconds_or_zero(raw: object) -> float:
 
 
 def _convert_mode(raw: object) -> int | None:
-    """A file mode bit mask written in octal (``0o117``, ``0117`` or ``117``)."""
+    """A file mode bit mask written in octal: ``0o117`` or ``0117`` (or a single digit).
+
+    ``117`` alone is refused: chmod reads it as octal, gunicorn's ``--umask`` as decimal (0o165),
+    and a mask read the wrong way opens a socket to everyone.
+    """
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise ValueError(f"expected an octal number like 0o117, got {_type_name(raw)}")
     if isinstance(raw, int):  # TOML 0o117 arrives as an integer already
         value = raw
     else:
-        text = raw.strip().lower().removeprefix("0o")
+        text = raw.strip().lower()
+        digits = text.removeprefix("0o")
+        if digits == text and len(text) > 1 and not text.startswith("0"):
+            raise ValueError(f"{raw!r} is ambiguous: write it in octal as 0o{text} or 0{text}")
         try:
-            value = int(text, 8)
+            value = int(digits, 8)
         except ValueError:
             raise ValueError(f"expected an octal number like 0o117, got {raw!r}") from None
     if not 0 <= value <= 0o777:
@@ -133,6 +140,16 @@ def _convert_mode(raw: object) -> int | None:
 
 def _convert_strings(raw: object) -> tuple[str, ...]:
     return tuple(_convert_str(item) for item in _items(raw, "a list of strings"))
+
+
+def _convert_http_protocols(raw: object) -> tuple[str, ...]:
+    names = [_convert_str(item).strip().lower() for item in _items(raw, "a list of protocols")]
+    for name in names:
+        if name not in ("h1", "h2"):
+            raise ValueError(f"unknown HTTP protocol {name!r} (choose from h1, h2)")
+    if not names:
+        raise ValueError("at least one HTTP protocol must be served")
+    return tuple(dict.fromkeys(names))
 
 
 def choice(*choices: str) -> Kind[str]:
@@ -163,6 +180,13 @@ def _convert_root_path(raw: object) -> str:
     return value
 
 
+def _convert_health_path(raw: object) -> str | None:
+    value = _convert_optional_str(raw)
+    if value is not None and (not value.startswith("/") or not value.isascii() or " " in value):
+        raise ValueError(f"must be an absolute URL path such as /healthz, got {value!r}")
+    return value
+
+
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _SPLIT = re.compile(r"[,\s]+")
@@ -173,8 +197,50 @@ def _port(text: str, spec: str) -> None:
         raise ValueError(f"{spec!r}: the port must be a number from 0 to 65535")
 
 
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+#: The port of a bind given as a host alone (gunicorn's and uvicorn's default).
+DEFAULT_PORT = 8000
+
+#: the protocols a bind may name before its address (``uwsgi:unix:/run/app.sock``); a bind
+#: without one serves HTTP
+BIND_PROTOCOLS = ("uwsgi", "fastcgi")
+
+
+def bind_protocol(spec: str) -> tuple[str, str]:
+    """``(protocol, address)`` of a bind spec: ``uwsgi``, ``fastcgi`` or ``http``."""
+    head, sep, rest = spec.partition(":")
+    if sep and head in BIND_PROTOCOLS:
+        return head, rest
+    return "http", spec
+
+
 def validate_bind(spec: str) -> str:
-    """Check one bind address: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``."""
+    """Check one bind: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``, optionally
+    after a protocol (``uwsgi:`` or ``fastcgi:``); a host alone gets port 8000. Returns the
+    bind as it will be used."""
+    protocol, address = bind_protocol(spec)
+    try:
+        address = _validate_address(address)
+    except ValueError as exc:
+        if protocol == "http":
+            raise
+        raise ValueError(f"{spec!r}: {protocol}:ADDRESS, {exc}") from None
+    if protocol == "http":
+        if bind_protocol(address)[0] != "http":
+            # -b uwsgi would become uwsgi:8000, which reads as a uwsgi bind: ambiguous, refused
+            raise ValueError(f"{spec!r}: name the port ({spec}:PORT) or the protocol's address")
+        return address
+    return f"{protocol}:{address}"
+
+
+def _validate_address(spec: str) -> str:
     if spec.startswith("unix:"):
         if not spec[5:]:
             raise ValueError(f"{spec!r}: expected unix:PATH")
@@ -195,6 +261,10 @@ def validate_bind(spec: str) -> str:
         return spec
     host, sep, port = spec.rpartition(":")
     if not sep:
+        # gunicorn's -b HOST: the port defaults to 8000; a number alone (a port? an address?)
+        # is refused, not guessed
+        if (_HOSTNAME.fullmatch(spec) and not spec.replace(".", "").isdigit()) or _is_ipv4(spec):
+            return f"{spec}:{DEFAULT_PORT}"
         raise ValueError(f"{spec!r}: expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N")
     if ":" in host:
         raise ValueError(f"{spec!r}: write an IPv6 address in brackets, as [{host}]:{port}")
@@ -313,6 +383,39 @@ def _convert_regex(raw: object) -> str:
     return value
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _pairs(raw: object, expected: str) -> list[str]:
+    """Items that may hold spaces and commas: a TOML list, or one item per flag (the command line
+    passes each flag's value as a one-item list); a bare string (environment) is one item."""
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list):
+        return [_convert_str(item) for item in raw]
+    raise ValueError(f"expected {expected}, got {_type_name(raw)}")
+
+
+def _convert_env_pairs(raw: object) -> tuple[str, ...]:
+    pairs = _pairs(raw, "KEY=VALUE or a list of them")
+    for pair in pairs:
+        name, equals, _ = pair.partition("=")
+        if not equals or not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"{pair!r} is not KEY=VALUE (KEY letters, digits and _)")
+    return tuple(pairs)
+
+
+def _convert_header_pairs(raw: object) -> tuple[str, ...]:
+    # the check of RFC 9110 field syntax is the protocol layer's (the same one app headers get);
+    # here only the shape, so that the message names the flag
+    pairs = _pairs(raw, "Name:Value or a list of them")
+    for pair in pairs:
+        name, colon, _ = pair.partition(":")
+        if not colon or not name.strip():
+            raise ValueError(f"{pair!r} is not Name:Value")
+    return tuple(pairs)
+
+
 def _convert_action(raw: object) -> bool:
     return _convert_bool(raw)
 
@@ -321,7 +424,20 @@ BOOL: Kind[bool] = Kind("boolean", _convert_bool, is_flag=True)
 STR: Kind[str] = Kind("string", _convert_str, metavar="TEXT")
 OPTIONAL_STR: Kind[str | None] = Kind("string", _convert_optional_str, metavar="TEXT")
 DIRECTORY: Kind[str] = Kind("directory", _convert_str, metavar="DIR")
-TOML_FILE: Kind[str | None] = Kind("path of a TOML file", _convert_optional_str, metavar="FILE")
+OPTIONAL_DIRECTORY: Kind[str | None] = Kind("directory", _convert_optional_str, metavar="DIR")
+ENV_PAIRS: Kind[tuple[str, ...]] = Kind(
+    "list of `KEY=VALUE` (one per flag; a list in the file)",
+    _convert_env_pairs,
+    metavar="KEY=VALUE",
+)
+HEADER_PAIRS: Kind[tuple[str, ...]] = Kind(
+    "list of `Name:Value` (one per flag; a list in the file)",
+    _convert_header_pairs,
+    metavar="NAME:VALUE",
+)
+TOML_FILE: Kind[str | None] = Kind(
+    "path of a TOML file or a gunicorn.conf.py", _convert_optional_str, metavar="FILE"
+)
 SECONDS: Kind[float] = Kind("seconds > 0", _convert_seconds, metavar="SECONDS")
 SECONDS_OR_ZERO: Kind[float] = Kind(
     "seconds >= 0 (0 disables)", _convert_seconds_or_zero, metavar="SECONDS"
@@ -333,12 +449,21 @@ STRINGS: Kind[tuple[str, ...]] = Kind(
 OPTIONAL_PATH: Kind[str | None] = Kind("path of a file", _convert_optional_str, metavar="FILE")
 ROOT_PATH: Kind[str] = Kind("URL path, empty or `/prefix`", _convert_root_path, metavar="PATH")
 BINDS: Kind[tuple[str, ...]] = Kind(
-    "list of addresses: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`",
+    "list of addresses: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`, each optionally "
+    "after `uwsgi:` or `fastcgi:`",
     _convert_binds,
     metavar="ADDRESS",
 )
 OPTIONAL_BINDS: Kind[tuple[str, ...]] = Kind(
     "list of addresses, as `bind` takes them", _convert_binds_or_none, metavar="ADDRESS"
+)
+HEALTH_PATH: Kind[str | None] = Kind(
+    "URL path, e.g. `/healthz`", _convert_health_path, metavar="PATH"
+)
+HTTP_PROTOCOLS: Kind[tuple[str, ...]] = Kind(
+    "list of `h1`, `h2` (comma- or space-separated in flags and env)",
+    _convert_http_protocols,
+    metavar="PROTOCOLS",
 )
 MOUNTS: Kind[tuple[str, ...]] = Kind("list of `PREFIX=APP`", _convert_mounts, metavar="PREFIX=APP")
 ACTION: Kind[bool] = Kind("command-line action", _convert_action, is_flag=True)

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from portico.config.kinds import Kind, validate_bind
+from portico.config.kinds import Kind, bind_protocol, validate_bind
 
 __all__ = [
     "ACCESS_LOG_FORMAT",
@@ -282,7 +282,9 @@ def _convert_metrics_bind(raw: object) -> str | None:
         return None
     if not isinstance(raw, str):
         raise ValueError(f"expected an address, got {type(raw).__name__}")
-    if raw.startswith("fd://"):
+    # a scraper speaks HTTP to a socket the master binds itself: no inherited descriptor, and
+    # no uwsgi: or fastcgi: protocol in front of the address
+    if raw.startswith("fd://") or bind_protocol(raw)[0] != "http":
         raise ValueError(f"{raw!r}: the metrics address is HOST:PORT, [IPv6]:PORT or unix:PATH")
     return validate_bind(raw.strip())
 

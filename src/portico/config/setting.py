@@ -13,12 +13,41 @@ from typing import Any, TypeVar
 from portico.config import kinds
 from portico.config.kinds import Kind
 
-__all__ = ["ACTIONS", "ENV_PREFIX", "METADATA_KEY", "Setting", "setting"]
+__all__ = [
+    "ACTIONS",
+    "ENV_PREFIX",
+    "METADATA_KEY",
+    "PeerSpelling",
+    "Setting",
+    "gunicorn",
+    "setting",
+    "uvicorn",
+]
 
 T = TypeVar("T")
 
 METADATA_KEY = "portico.setting"
 ENV_PREFIX = "PORTICO_"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSpelling:
+    """How gunicorn or uvicorn spells a setting that means the same as Portico's: its flags
+    (accepted as aliases on Portico's command line) and, for gunicorn, the name it has in a
+    ``gunicorn.conf.py`` (read by ``-c``). The value goes through the setting's own kind."""
+
+    peer: str  # "gunicorn" or "uvicorn"
+    flags: tuple[str, ...]
+    name: str = ""  # the gunicorn config-file name
+
+
+def gunicorn(name: str, *flags: str) -> PeerSpelling:
+    """gunicorn's spelling: its config-file ``name`` and its flags (none for file-only names)."""
+    return PeerSpelling("gunicorn", flags, name)
+
+
+def uvicorn(*flags: str) -> PeerSpelling:
+    return PeerSpelling("uvicorn", flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +74,8 @@ class Setting:
     env_name: str = ""
     #: a password: ``--print-config`` shows whether it is set, never its value
     secret: bool = False
+    #: the same setting as gunicorn and uvicorn spell it (their flags are aliases here)
+    peers: tuple[PeerSpelling, ...] = ()
 
     @property
     def env(self) -> str | None:
@@ -71,6 +102,7 @@ def setting(
     in_file: bool = True,
     env_name: str = "",
     secret: bool = False,
+    peers: tuple[PeerSpelling, ...] = (),
 ) -> T:
     row = Setting(
         name="",  # filled in from the field name below
@@ -84,6 +116,7 @@ def setting(
         in_file=in_file,
         env_name=env_name,
         secret=secret,
+        peers=peers,
     )
     # Typed like dataclasses.field(): it returns the field's value type, so fields stay typed.
     return dataclasses.field(default=default, metadata={METADATA_KEY: row})
@@ -96,7 +129,7 @@ def _action(name: str, flags: tuple[str, ...], doc: str) -> Setting:
 #: Command-line actions: they do something instead of serving, and are not fields of ``Config``.
 ACTIONS: tuple[Setting, ...] = (
     _action("help", ("--help", "-h"), "Show the command-line help and exit."),
-    _action("version", ("--version",), "Print `portico X.Y.Z` and exit."),
+    _action("version", ("--version", "-v"), "Print `portico X.Y.Z` and exit."),
     _action(
         "print_config",
         ("--print-config",),

@@ -14,14 +14,45 @@ from dataclasses import dataclass
 
 from portico.config import kinds
 from portico.config.observability import ACCESS_LOG_FORMAT, DEFAULT_ACCESS_FORMAT, METRICS_BIND
-from portico.config.setting import ACTIONS, ENV_PREFIX, METADATA_KEY, Setting, setting
+from portico.config.setting import (
+    ACTIONS,
+    ENV_PREFIX,
+    METADATA_KEY,
+    Setting,
+    gunicorn,
+    setting,
+    uvicorn,
+)
+from portico.config.settings_gateways import GatewaySettings
+from portico.config.settings_http2 import HTTP2Settings
+from portico.config.settings_process import ProcessSettings
+from portico.config.settings_static import StaticSettings
+from portico.config.settings_tls import TLSSettings
+from portico.config.settings_websocket import WebSocketSettings
 
 __all__ = ["ACTIONS", "ENV_PREFIX", "SETTINGS", "Config", "Setting"]
 
 
+#: The groups declared in modules of their own (a table per concern keeps each readable), in the
+#: order the reference lists them, after the settings of ``Config`` itself.
+_GROUPS = (
+    TLSSettings,
+    HTTP2Settings,
+    ProcessSettings,
+    StaticSettings,
+    WebSocketSettings,
+    GatewaySettings,
+)
+
+
 @dataclass(frozen=True, slots=True)
-class Config:
-    """Every setting of a Portico server, validated. Build it with ``portico.config.resolve``."""
+class Config(
+    GatewaySettings, HTTP2Settings, WebSocketSettings, StaticSettings, ProcessSettings, TLSSettings
+):
+    """Every setting of a Portico server, validated. Build it with ``portico.config.resolve``.
+
+    The groups of ``_GROUPS`` are inherited from their own modules.
+    """
 
     app: str | None = setting(
         None,
@@ -29,15 +60,19 @@ class Config:
         "The app to serve, as `module:attribute` (or `module`, which looks for `app`, then "
         "`application`); unset serves the built-in demo app.",
         positional="APP",
+        peers=(gunicorn("wsgi_app"),),
     )
     bind: tuple[str, ...] = setting(
         ("127.0.0.1:8000",),
         kinds.BINDS,
         "Address to listen on: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH` or `fd://N` (a socket "
-        "inherited from the parent, e.g. systemd). Repeat the flag to listen on several; the "
-        "environment variable takes a comma- or space-separated list, the file a list.",
+        "inherited from the parent, e.g. systemd); after `uwsgi:` or `fastcgi:` (e.g. "
+        "`uwsgi:unix:/run/app.sock`) it speaks that protocol to nginx instead of HTTP, never "
+        "TLS. Repeat the flag to listen on several; the environment variable takes a comma- "
+        "or space-separated list, the file a list.",
         flags=("--bind", "-b"),
         repeatable=True,
+        peers=(gunicorn("bind", "--bind", "-b"),),
     )
     reuse_port: bool = setting(
         False,
@@ -46,6 +81,7 @@ class Config:
         "spreads connections evenly instead of waking every worker. The master keeps each "
         "socket open while its worker is replaced, so queued connections are not reset.",
         flags=("--reuse-port", "--no-reuse-port"),
+        peers=(gunicorn("reuse_port", "--reuse-port"),),
     )
     dual_stack: bool = setting(
         False,
@@ -70,75 +106,26 @@ class Config:
         flags=("--insecure-bind",),
         repeatable=True,
     )
-    certfile: str | None = setting(
-        None,
-        kinds.OPTIONAL_PATH,
-        "TLS certificate chain (PEM: the server's certificate first, then its intermediates). "
-        "Set, every `bind` (TCP or unix) serves TLS; SIGHUP loads it again for new "
-        "connections, and a file that does not load is logged and the old one kept.",
-        flags=("--certfile",),
-    )
-    keyfile: str | None = setting(
-        None,
-        kinds.OPTIONAL_PATH,
-        "The private key of `certfile` (PEM); unset, the key is read from `certfile` itself.",
-        flags=("--keyfile",),
-    )
-    keyfile_password: str | None = setting(
-        None,
-        kinds.OPTIONAL_STR,
-        "Password of an encrypted `keyfile`. Prefer the environment variable or the file: a "
-        "command line is visible to every user of the machine in `ps`.",
-        flags=("--keyfile-password",),
-        secret=True,
-    )
-    ca_certs: str | None = setting(
-        None,
-        kinds.OPTIONAL_PATH,
-        "CA certificates (PEM) that client certificates must chain to; needed when "
-        "`cert_reqs` is `optional` or `required` (mutual TLS).",
-        flags=("--ca-certs",),
-    )
-    cert_reqs: str = setting(
-        "none",
-        kinds.CERT_REQS,
-        "Client certificates: `none` never asks for one, `optional` asks and verifies one if "
-        "the client sends it, `required` refuses clients without a valid one (mutual TLS). "
-        "Apps see it in the ASGI `tls` extension and the WSGI `SSL_CLIENT_*` variables.",
-        flags=("--cert-reqs",),
-    )
-    ciphers: str | None = setting(
-        None,
-        kinds.OPTIONAL_STR,
-        "OpenSSL cipher list for TLS 1.2 (e.g. `ECDHE+AESGCM:ECDHE+CHACHA20`); unset keeps "
-        "Python's default, which excludes weak ciphers. TLS 1.3's suites are all strong and "
-        "Python's ssl module does not let them be chosen.",
-        flags=("--ciphers",),
-    )
-    tls_min_version: str = setting(
-        "1.2",
-        kinds.choice("1.2", "1.3"),
-        "Oldest TLS version accepted. 1.2 by default (1.0 and 1.1 are deprecated by RFC 8996); "
-        "1.3 for clients that all support it.",
-        flags=("--tls-min-version",),
-    )
     app_dir: str = setting(
         ".",
         kinds.DIRECTORY,
         "Directory put first on `sys.path` before the app is imported.",
         flags=("--app-dir",),
+        peers=(uvicorn("--app-dir"),),
     )
     factory: bool = setting(
         False,
         kinds.BOOL,
         "Treat APP as a zero-argument factory and serve what it returns.",
         flags=("--factory", "--no-factory"),
+        peers=(uvicorn("--factory"),),
     )
     interface: str = setting(
         "auto",
         kinds.choice("auto", "asgi3", "asgi2", "wsgi"),
         "The app's interface; `auto` detects it from the callable's signature.",
         flags=("--interface",),
+        peers=(uvicorn("--interface"),),
     )
     lifespan: str = setting(
         "auto",
@@ -146,12 +133,20 @@ class Config:
         "ASGI lifespan protocol: `on` requires the app to support it, `auto` tolerates an app "
         "that raises on the lifespan scope, `off` never sends it. WSGI apps have no lifespan.",
         flags=("--lifespan",),
+        peers=(
+            gunicorn("asgi_lifespan", "--asgi-lifespan"),
+            uvicorn("--lifespan"),
+        ),
     )
     log_level: str = setting(
         "info",
         kinds.choice("critical", "error", "warning", "info", "debug"),
         "Level of the error log (`portico.error`), written to stderr.",
         flags=("--log-level",),
+        peers=(
+            gunicorn("loglevel", "--log-level"),
+            uvicorn("--log-level"),
+        ),
     )
     access_log: bool = setting(
         False,
@@ -159,12 +154,14 @@ class Config:
         "Write one line per response to the access log (`portico.access`) on stderr. Off by "
         "default: a proxy in front usually logs requests already.",
         flags=("--access-log", "--no-access-log"),
+        peers=(uvicorn("--access-log", "--no-access-log"),),
     )
     log_file: str | None = setting(
         None,
         kinds.OPTIONAL_PATH,
         "Append the error log to this file instead of stderr; SIGUSR1 reopens it (logrotate).",
         flags=("--log-file",),
+        peers=(gunicorn("errorlog", "--error-logfile", "--log-file"),),
     )
     access_log_file: str | None = setting(
         None,
@@ -172,6 +169,7 @@ class Config:
         "Append the access log to this file instead of stderr (turns on `--access-log`); "
         "SIGUSR1 reopens it.",
         flags=("--access-log-file",),
+        peers=(gunicorn("accesslog", "--access-logfile"),),
     )
     access_log_format: str = setting(
         DEFAULT_ACCESS_FORMAT,
@@ -181,6 +179,7 @@ class Config:
         '(`{client_addr} "{request_line}" {status} {duration_us} {request_header:x-forwarded-for}`)'
         ' or a gunicorn format (`%(h)s "%(r)s" %(s)s %(D)s`). Fields are listed in the README.',
         flags=("--access-log-format",),
+        peers=(gunicorn("access_log_format", "--access-logformat"),),
     )
     request_id: bool = setting(
         False,
@@ -212,6 +211,10 @@ class Config:
         "unset. For CPU-bound apps, one per core.",
         flags=("--workers", "-w"),
         env_fallbacks=("WEB_CONCURRENCY",),
+        peers=(
+            gunicorn("workers", "--workers", "-w"),
+            uvicorn("--workers"),
+        ),
     )
     timeout: float = setting(
         30.0,
@@ -221,6 +224,10 @@ class Config:
         "starts a replacement. Also bounds how long a worker may take to import the app. "
         "0 disables the check.",
         flags=("--timeout", "-t"),
+        peers=(
+            gunicorn("timeout", "--timeout", "-t"),
+            uvicorn("--timeout-worker-healthcheck"),
+        ),
     )
     preload: bool = setting(
         False,
@@ -229,6 +236,7 @@ class Config:
         "copy-on-write and start faster, but SIGHUP then cannot load changed code (restart, or "
         "use SIGUSR2).",
         flags=("--preload", "--no-preload"),
+        peers=(gunicorn("preload_app", "--preload"),),
     )
     max_requests: int = setting(
         0,
@@ -236,6 +244,10 @@ class Config:
         "Retire a worker gracefully after it has handled this many requests (0: never), a "
         "remedy for leaks in the app; a replacement is ready before the worker stops accepting.",
         flags=("--max-requests",),
+        peers=(
+            gunicorn("max_requests", "--max-requests"),
+            uvicorn("--limit-max-requests"),
+        ),
     )
     max_requests_jitter: int = setting(
         0,
@@ -243,6 +255,10 @@ class Config:
         "Add a random 0..N to each worker's `--max-requests`, so workers started together do "
         "not all retire together.",
         flags=("--max-requests-jitter",),
+        peers=(
+            gunicorn("max_requests_jitter", "--max-requests-jitter"),
+            uvicorn("--limit-max-requests-jitter"),
+        ),
     )
     max_worker_memory: int = setting(
         0,
@@ -258,6 +274,10 @@ class Config:
         "that breaks the import is reported and the old workers keep serving until the next "
         "change. Needs `watchfiles` (`pip install 'portico[reload]'`).",
         flags=("--reload", "--no-reload"),
+        peers=(
+            gunicorn("reload", "--reload"),
+            uvicorn("--reload"),
+        ),
     )
     reload_dir: tuple[str, ...] = setting(
         (),
@@ -265,6 +285,7 @@ class Config:
         "Directory watched by `--reload` (repeatable); default: `--app-dir`.",
         flags=("--reload-dir",),
         repeatable=True,
+        peers=(uvicorn("--reload-dir"),),
     )
     reload_include: tuple[str, ...] = setting(
         ("*.py",),
@@ -272,6 +293,7 @@ class Config:
         "Glob of file names whose change triggers `--reload` (repeatable).",
         flags=("--reload-include",),
         repeatable=True,
+        peers=(uvicorn("--reload-include"),),
     )
     reload_exclude: tuple[str, ...] = setting(
         (".*", "*.pyc", "__pycache__", "*~"),
@@ -280,6 +302,7 @@ class Config:
         "`--reload-include`.",
         flags=("--reload-exclude",),
         repeatable=True,
+        peers=(uvicorn("--reload-exclude"),),
     )
     pid_file: str | None = setting(
         None,
@@ -287,6 +310,7 @@ class Config:
         "Write the master's process id to this file, and remove it on exit. During a SIGUSR2 "
         "upgrade the old master renames it to `FILE.oldbin`.",
         flags=("--pid",),
+        peers=(gunicorn("pidfile", "--pid", "-p"),),
     )
     threads: int = setting(
         8,
@@ -299,6 +323,7 @@ class Config:
         "threads do not queue for a connection (waitress uses 4 threads, mod_wsgi 15). Raise "
         "it for slow upstream calls; add workers for CPU.",
         flags=("--threads",),
+        peers=(gunicorn("threads", "--threads"),),
     )
     mount: tuple[str, ...] = setting(
         (),
@@ -318,6 +343,10 @@ class Config:
         "`SCRIPT_NAME`), e.g. `/api`. A trusted proxy's `X-Forwarded-Prefix` replaces it for "
         "its requests.",
         flags=("--root-path",),
+        peers=(
+            gunicorn("root_path", "--root-path"),
+            uvicorn("--root-path"),
+        ),
     )
     proxy_headers: bool = setting(
         True,
@@ -327,6 +356,7 @@ class Config:
         "`proxy_headers_source`). From any other peer the headers reach the app untouched but "
         "are never applied.",
         flags=("--proxy-headers", "--no-proxy-headers"),
+        peers=(uvicorn("--proxy-headers", "--no-proxy-headers"),),
     )
     forwarded_allow_ips: str = setting(
         "127.0.0.1,::1",
@@ -337,6 +367,10 @@ class Config:
         "`FORWARDED_ALLOW_IPS` too, as gunicorn and uvicorn do.",
         flags=("--forwarded-allow-ips",),
         env_fallbacks=("FORWARDED_ALLOW_IPS",),
+        peers=(
+            gunicorn("forwarded_allow_ips", "--forwarded-allow-ips"),
+            uvicorn("--forwarded-allow-ips"),
+        ),
     )
     proxy_headers_source: str = setting(
         "x-forwarded",
@@ -355,76 +389,33 @@ class Config:
         "connection without a valid one within `header_timeout`, or from a peer not in "
         "`forwarded_allow_ips`, is closed.",
         flags=("--proxy-protocol", "--no-proxy-protocol"),
+        peers=(gunicorn("proxy_protocol", "--proxy-protocol"),),
     )
-    static: tuple[str, ...] = setting(
+    headers: tuple[str, ...] = setting(
         (),
-        kinds.STATIC_MOUNTS,
-        "Serve the files of a folder under a URL prefix without calling the app: "
-        "`PREFIX=DIR`, e.g. `/static=./public`, repeatable. GET and HEAD with ETag, "
-        "Last-Modified, conditional requests and ranges; nothing outside the folder is ever "
-        "served.",
-        flags=("--static",),
+        kinds.HEADER_PAIRS,
+        "A header added to every response the app or `--static` makes, `Name:Value` (repeat "
+        "the flag for several), unless the response has a field of that name already: the app "
+        "wins, where uvicorn would send both.",
+        flags=("--header",),
         repeatable=True,
+        peers=(uvicorn("--header"),),
     )
-    static_index: str = setting(
-        "index.html",
-        kinds.STR,
-        "The file served for a directory path (`/static/docs/`); empty: directories are 404. "
-        "Directories are never listed.",
-        flags=("--static-index",),
-    )
-    static_hidden: bool = setting(
-        False,
+    sendfile: bool = setting(
+        True,
         kinds.BOOL,
-        "Serve names that start with a dot (`.well-known`, but also `.env` and `.git`, which "
-        "is why it is off).",
-        flags=("--static-hidden", "--no-static-hidden"),
-    )
-    static_symlinks: str = setting(
-        "inside",
-        kinds.choice("deny", "inside", "follow"),
-        "Symbolic links under a static folder: `inside` follows one only to a place inside the "
-        "folder, `deny` never follows one, `follow` follows any (the folder's owner decides "
-        "what is served).",
-        flags=("--static-symlinks",),
-    )
-    static_precompressed: tuple[str, ...] = setting(
-        ("br", "zstd", "gzip"),
-        kinds.CODINGS,
-        "Precompressed siblings looked for (`app.js.br`, `app.js.zst`, `app.js.gz`), chosen "
-        "by the client's `Accept-Encoding`, in this order of preference when it likes several; "
-        "empty: none.",
-        flags=("--static-precompressed",),
-        repeatable=True,
-    )
-    static_cache_control: str = setting(
-        "no-cache",
-        kinds.STR,
-        "`Cache-Control` of a static file (empty: none). `no-cache` lets browsers keep it and "
-        "revalidate each time, which the ETag makes a cheap 304.",
-        flags=("--static-cache-control",),
-    )
-    static_immutable_cache_control: str = setting(
-        "public, max-age=31536000, immutable",
-        kinds.STR,
-        "`Cache-Control` of a fingerprinted file name (`app.3f2a9c.js`, see "
-        "`static_fingerprint`): its content never changes under that name.",
-        flags=("--static-immutable-cache-control",),
-    )
-    static_fingerprint: str = setting(
-        r"[.-](?=[a-f]*[0-9])(?=[0-9]*[a-f])[0-9a-f]{6,}\.[A-Za-z0-9]+$",
-        kinds.REGEX,
-        "A regular expression searched in a file name that marks it fingerprinted: by default "
-        "a dot or dash, 6 or more lower-case hex digits with a letter and a digit among them, "
-        "and the extension (webpack, Django's ManifestStaticFilesStorage, Rails, esbuild). "
-        "Empty: no name is.",
-        flags=("--static-fingerprint",),
+        "Send files (`--static`, `wsgi.file_wrapper`, ASGI pathsend) with the kernel's "
+        "`sendfile` on plain connections; off, they are read and written, as under TLS (for "
+        "file systems where sendfile misbehaves, such as some VM shared folders).",
+        flags=("--sendfile", "--no-sendfile"),
+        peers=(gunicorn("sendfile", "--no-sendfile"),),
     )
     server_header: bool = setting(
         True,
         kinds.BOOL,
         "Add a `Server: portico` header to responses that have none.",
         flags=("--server-header", "--no-server-header"),
+        peers=(uvicorn("--server-header", "--no-server-header"),),
     )
     date_header: bool = setting(
         True,
@@ -432,12 +423,13 @@ class Config:
         "Add a `Date` header to responses that have none (RFC 9110 §6.6.1 asks origin servers "
         "with a clock to send one).",
         flags=("--date-header", "--no-date-header"),
+        peers=(uvicorn("--date-header", "--no-date-header"),),
     )
     max_request_line: int = setting(
         8190,
         kinds.integer(1),
-        "Longest request-target accepted, in bytes; longer gets 414. 8190 is gunicorn's and "
-        "Apache's limit; nginx allows 8 KiB per header line.",
+        "Longest request-target accepted, in bytes; longer gets 414. 8190 is Apache's limit "
+        "(gunicorn's is 4094); nginx allows 8 KiB per header line.",
         flags=("--max-request-line",),
     )
     max_header_count: int = setting(
@@ -451,6 +443,7 @@ class Config:
         kinds.integer(1),
         "Most bytes of header names and values accepted in one request; more gets 431.",
         flags=("--max-header-bytes",),
+        peers=(uvicorn("--h11-max-incomplete-event-size"),),
     )
     max_body_size: int = setting(
         1073741824,
@@ -473,12 +466,17 @@ class Config:
         "idle connections: a server that closes first races the proxy's next request, a known "
         "source of 502s. Behind a Google Cloud load balancer use more than its 600 s (620).",
         flags=("--keepalive-timeout",),
+        peers=(
+            gunicorn("keepalive", "--keep-alive"),
+            uvicorn("--timeout-keep-alive"),
+        ),
     )
     max_connections: int = setting(
         10000,
         kinds.integer(1),
         "Most open connections per worker; a connection over the limit gets 503 and is closed.",
         flags=("--max-connections",),
+        peers=(gunicorn("worker_connections", "--worker-connections"),),
     )
     max_in_flight: int = setting(
         1000,
@@ -486,18 +484,27 @@ class Config:
         "Most requests being handled at once per worker; over the limit a request gets 503 "
         "with `Retry-After`.",
         flags=("--max-in-flight",),
+        peers=(uvicorn("--limit-concurrency"),),
     )
     backlog: int = setting(
         2048,
         kinds.integer(1),
         "Length of the listen queue of each socket (capped by the kernel's `somaxconn`).",
         flags=("--backlog",),
+        peers=(
+            gunicorn("backlog", "--backlog"),
+            uvicorn("--backlog"),
+        ),
     )
     loop: str = setting(
         "auto",
         kinds.choice("auto", "asyncio", "uvloop"),
         "Event loop: `auto` uses uvloop when it is installed, else asyncio.",
         flags=("--loop",),
+        peers=(
+            gunicorn("asgi_loop", "--asgi-loop"),
+            uvicorn("--loop"),
+        ),
     )
     graceful_timeout: float = setting(
         30.0,
@@ -505,89 +512,43 @@ class Config:
         "Seconds given to requests in flight to finish after SIGTERM before they are cut off "
         "(Kubernetes waits 30 s before SIGKILL by default).",
         flags=("--graceful-timeout",),
-    )
-    ws_max_message_size: int = setting(
-        1048576,
-        kinds.integer(0),
-        "Largest WebSocket message accepted, in bytes, after decompression (0: unlimited); "
-        "a larger one closes the connection with 1009 (RFC 6455 §7.4.1). 1 MiB, as uvicorn "
-        "and the websockets library.",
-        flags=("--ws-max-message-size",),
-    )
-    ws_max_queue: int = setting(
-        16,
-        kinds.integer(1),
-        "Most received WebSocket messages waiting for the app's `receive`; when the queue is "
-        "full Portico stops reading the socket (TCP pushes back on the client). Memory per "
-        "connection is bounded by this times `ws_max_message_size`.",
-        flags=("--ws-max-queue",),
-    )
-    ws_ping_interval: float = setting(
-        20.0,
-        kinds.SECONDS_OR_ZERO,
-        "Seconds between keepalive pings on an open WebSocket (0: no pings). Pings keep "
-        "proxies from closing idle connections and find clients that vanished.",
-        flags=("--ws-ping-interval",),
-    )
-    ws_ping_timeout: float = setting(
-        20.0,
-        kinds.SECONDS,
-        "Seconds a client has to answer a ping (else the connection closes with 1011) and to "
-        "answer a close frame (else the TCP connection is dropped).",
-        flags=("--ws-ping-timeout",),
-    )
-    ws_per_message_deflate: bool = setting(
-        True,
-        kinds.BOOL,
-        "Negotiate permessage-deflate compression (RFC 7692) with clients that offer it.",
-        flags=("--ws-per-message-deflate", "--no-ws-per-message-deflate"),
-    )
-    ws_deflate_window_bits: int = setting(
-        12,
-        kinds.integer(9, 15),
-        "Base-2 log of the deflate window, for Portico's compressor and (when the client lets "
-        "the server choose, RFC 7692 §7.1.2.2) the client's. zlib's compressor keeps "
-        "`2 ** (bits + 2)` bytes for it and the decompressor `2 ** bits`: at 12, 20 KiB per "
-        "connection instead of zlib's 160 KiB at 15, for little loss of ratio on typical "
-        "messages (the websockets library's default too).",
-        flags=("--ws-deflate-window-bits",),
-    )
-    ws_deflate_memory_level: int = setting(
-        5,
-        kinds.integer(1, 9),
-        "zlib memory level of the compressor (1-9): its internal state takes "
-        "`2 ** (level + 9)` bytes, 16 KiB at 5 instead of 128 KiB at zlib's default 8.",
-        flags=("--ws-deflate-memory-level",),
-    )
-    ws_write_limit: int = setting(
-        65536,
-        kinds.integer(1),
-        "High-water mark of a WebSocket's write buffer, in bytes: above it the app's `send` "
-        "waits until the client has read enough, so a slow client slows the app instead of "
-        "growing the worker's memory.",
-        flags=("--ws-write-limit",),
+        peers=(
+            gunicorn("graceful_timeout", "--graceful-timeout"),
+            uvicorn("--timeout-graceful-shutdown"),
+        ),
     )
     config_file: str | None = setting(
         None,
         kinds.TOML_FILE,
-        "TOML file of settings (top-level keys are setting names). Without it, "
-        "`[tool.portico]` of `pyproject.toml` in the working directory is read, if present.",
-        flags=("--config",),
+        "TOML file of settings (top-level keys are setting names), or a gunicorn config file "
+        "(`FILE.py`: its settings and server hooks). Without it, `[tool.portico]` of "
+        "`pyproject.toml` in the working directory is read, if present, else "
+        "`gunicorn.conf.py` there, as gunicorn does.",
+        flags=("--config", "-c"),
         in_file=False,
         env_name="PORTICO_CONFIG",
     )
 
     def tls_for(self, spec: str) -> bool:
-        """Whether the bind ``spec`` serves TLS: every bind does when ``certfile`` is set,
-        except the ``insecure_bind`` ones."""
-        return self.certfile is not None and spec not in self.insecure_bind
+        """Whether the bind ``spec`` serves TLS: every HTTP bind does when ``certfile`` is set,
+        except the ``insecure_bind`` ones; a ``uwsgi:`` or ``fastcgi:`` bind never does."""
+        return (
+            self.certfile is not None
+            and spec not in self.insecure_bind
+            and kinds.bind_protocol(spec)[0] == "http"
+        )
 
 
-#: Every setting, in declaration order: the fields of ``Config``, then the actions.
+def _rows() -> list[dataclasses.Field[object]]:
+    inherited = [dataclasses.fields(group) for group in _GROUPS]
+    names = {field.name for group in inherited for field in group}
+    own = [field for field in dataclasses.fields(Config) if field.name not in names]
+    return own + [field for group in inherited for field in group]
+
+
+#: Every setting: the fields of ``Config`` in declaration order, then each group's, then the
+#: command-line actions.
 SETTINGS: tuple[Setting, ...] = (
-    *(
-        dataclasses.replace(field.metadata[METADATA_KEY], name=field.name)
-        for field in dataclasses.fields(Config)
-    ),
+    *(dataclasses.replace(field.metadata[METADATA_KEY], name=field.name) for field in _rows()),
     *ACTIONS,
 )

@@ -13,6 +13,7 @@ still catches ``PORTICO_WOKERS``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from portico.config.argv import parse_argv
+from portico.config.gunicorn_file import is_python_config, read_gunicorn_file
+from portico.config.hooks import Hooks
 from portico.config.settings import ENV_PREFIX, SETTINGS, Config, Setting
 from portico.errors import ConfigError
 
@@ -53,6 +56,11 @@ class Resolved:
     action: Action = "serve"
     #: things worth telling the user that do not stop the server (unknown ``PORTICO_*`` variables)
     warnings: tuple[str, ...] = ()
+    #: what gunicorn's and uvicorn's options asked that Portico does its own way (logged at
+    #: start, at info level)
+    notes: tuple[str, ...] = ()
+    #: the server hooks of a gunicorn config file
+    hooks: Hooks = dataclasses.field(default_factory=Hooks)
 
 
 def resolve(
@@ -63,9 +71,11 @@ def resolve(
 ) -> Resolved:
     """Build the ``Config`` from the command line, the environment, a TOML file and the defaults.
 
-    The file is ``--config FILE`` or ``PORTICO_CONFIG`` (relative to ``cwd``); without either,
-    ``[tool.portico]`` of ``cwd/pyproject.toml`` if that file exists. ``read_text`` is called with
-    the path and should raise ``OSError`` (``FileNotFoundError``) as ``Path.read_text`` does.
+    The file is ``--config FILE`` or ``PORTICO_CONFIG`` (relative to ``cwd``): TOML, or a
+    gunicorn config file if its name ends in ``.py``. Without either, ``[tool.portico]`` of
+    ``cwd/pyproject.toml`` if that file exists, else ``cwd/gunicorn.conf.py`` if that one does
+    (gunicorn's default). ``read_text`` is called with the path and should raise ``OSError``
+    (``FileNotFoundError``) as ``Path.read_text`` does.
     """
     parsed = parse_argv(argv)
     action = cast(Action, parsed.action)
@@ -73,12 +83,47 @@ def resolve(
         return _build({}, action)
     from_env, warnings = _read_env(environ)
     config_file = parsed.values.get("config_file") or from_env.get("config_file")
+    notes = list(parsed.notes)
+    hooks = Hooks()
     if config_file is not None:
         origin, path = config_file
-        from_file = _read_config_file(str(path), origin.partition(" ")[2], read_text, cwd)
+        source = origin.partition(" ")[2]
+        if is_python_config(str(path)):
+            from_file, hooks, more = _read_gunicorn(str(path), source, read_text, cwd)
+            notes += more
+        else:
+            from_file = _read_config_file(str(path), source, read_text, cwd)
     else:
-        from_file = _read_pyproject(read_text, cwd)
-    return _build({**from_file, **from_env, **parsed.values}, action, warnings)
+        from_pyproject = _read_pyproject(read_text, cwd)
+        if from_pyproject is not None:
+            from_file = from_pyproject
+        else:
+            from_file, hooks, more = _read_gunicorn(
+                _GUNICORN_DEFAULT, _GUNICORN_DEFAULT, read_text, cwd, missing_ok=True
+            )
+            if from_file or hooks:
+                notes.append(f"read ./{_GUNICORN_DEFAULT}, as gunicorn does without -c")
+            notes += more
+    resolved = _build({**from_file, **from_env, **parsed.values}, action, warnings)
+    return dataclasses.replace(resolved, notes=tuple(notes), hooks=hooks)
+
+
+_GUNICORN_DEFAULT = "gunicorn.conf.py"
+
+
+def _read_gunicorn(
+    path: str,
+    source: str,
+    read_text: Callable[[str], str],
+    cwd: str,
+    *,
+    missing_ok: bool = False,
+) -> tuple[_Values, Hooks, list[str]]:
+    full = os.path.join(cwd, path)
+    text = _read(read_text, full, source, path, missing_ok=missing_ok)
+    if text is None:
+        return {}, Hooks(), []
+    return read_gunicorn_file(text, full, path)
 
 
 def _build(values: _Values, action: Action, warnings: tuple[str, ...] = ()) -> Resolved:
@@ -181,15 +226,16 @@ def _read_config_file(path: str, source: str, read_text: Callable[[str], str], c
     return _settings_from_table(_parse_toml(text, path), text, path, ())
 
 
-def _read_pyproject(read_text: Callable[[str], str], cwd: str) -> _Values:
+def _read_pyproject(read_text: Callable[[str], str], cwd: str) -> _Values | None:
+    """The ``[tool.portico]`` settings; None when there is no such table."""
     shown = "pyproject.toml"
     text = _read(read_text, os.path.join(cwd, shown), shown, shown, missing_ok=True)
     if text is None:
-        return {}
+        return None
     tool = _parse_toml(text, shown).get("tool", {})
     table = tool.get("portico") if isinstance(tool, dict) else None
     if table is None:
-        return {}
+        return None
     if not isinstance(table, dict):
         raise ConfigError(f"{shown}: tool.portico must be a table")
     return _settings_from_table(table, text, shown, ("tool", "portico"))

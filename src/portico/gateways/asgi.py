@@ -15,7 +15,6 @@ Rules kept here, not in the protocols:
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
@@ -23,10 +22,9 @@ from urllib.parse import unquote_to_bytes
 
 from portico.errors import AppError
 from portico.gateways.stream import ClientDisconnected, Stream
+from portico.logs import error_log as log
 from portico.protocols.events import Headers
 from portico.protocols.headers import check_status
-
-log = logging.getLogger("portico.error")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,6 +58,8 @@ _EXTENSIONS: Final[dict[str, dict[str, object]]] = {
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC
 
 _decoded_paths: Final[dict[bytes, str]] = {}
+#: Client-chosen keys longer than this are not remembered (a path of 8 KiB each time is rare)
+_CACHED_KEY_LIMIT: Final = 256
 
 
 def extensions(tls: dict[str, Any] | None) -> dict[str, dict[str, object]]:
@@ -78,9 +78,10 @@ def decode_path(raw_path: bytes) -> str:
     path = _decoded_paths.get(raw_path)
     if path is None:
         path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
-        if len(_decoded_paths) >= 2048:
-            _decoded_paths.clear()
-        _decoded_paths[raw_path] = path
+        if len(raw_path) <= _CACHED_KEY_LIMIT:  # a client must not fill the cache with 8 KiB keys
+            if len(_decoded_paths) >= 2048:
+                _decoded_paths.clear()
+            _decoded_paths[raw_path] = path
     return path
 
 

@@ -38,8 +38,12 @@ class BlockingStream(Protocol):
         """
         ...
 
-    def start(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
+    def start(
+        self, status: int, headers: Headers, body: bytes, end: bool, reason: bytes = b""
+    ) -> None:
         """Write the head and the first body piece; returns when the client may take more.
+
+        ``reason``: the app's own reason phrase, when it is not the standard one.
 
         With ``end`` the response is complete and the runtime may send it after this returns.
         Raises ``AppError`` (bad response) or ``ClientDisconnected``.
@@ -48,7 +52,14 @@ class BlockingStream(Protocol):
 
     def write(self, body: bytes, end: bool) -> None: ...
 
-    def send_file(self, status: int, headers: Headers, file: IO[bytes], length: int | None) -> bool:
+    def send_file(
+        self,
+        status: int,
+        headers: Headers,
+        file: IO[bytes],
+        length: int | None,
+        reason: bytes = b"",
+    ) -> bool:
         """Write the head, then ``length`` bytes (``None``: the rest) of ``file`` from its current
         position as the whole body, the fast way (the runtime's ``Stream.send_file``); the
         response is complete when this returns ``True``. ``False``: not possible for this file

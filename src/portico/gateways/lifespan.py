@@ -8,14 +8,12 @@ The loop is injected (its ``create_future``/``create_task``) so this layer does 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from portico.errors import LifespanError
 from portico.gateways.asgi import ASGIApp, Message
-
-log = logging.getLogger("portico.error")
+from portico.logs import error_log as log
 
 
 class _Future(Protocol):

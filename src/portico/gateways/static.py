@@ -51,7 +51,6 @@ the bytes off the loop.
 
 from __future__ import annotations
 
-import logging
 import mimetypes
 import os
 import re
@@ -75,6 +74,7 @@ from portico.gateways.static_options import (
     StaticOptions,
     parse_mount,
 )
+from portico.logs import error_log as log
 from portico.protocols.codings import choose_coding
 from portico.protocols.conditional import (
     evaluate_preconditions,
@@ -91,8 +91,6 @@ __all__ = [
     "StaticStream",
     "parse_mount",
 ]
-
-log = logging.getLogger("portico.error")
 
 
 class StaticStream(Protocol):

@@ -23,12 +23,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from portico.errors import ClientDisconnected
 from portico.protocols.events import Headers, Request
 
-__all__ = ["ClientDisconnected", "Stream", "Tunnel"]
+__all__ = ["IO_UNIT", "ClientDisconnected", "Stream", "Tunnel", "with_defaults"]
+
+#: The one unit of buffering between an app and its connection, in both directions: request body
+#: waiting for the app before the socket stops being read, response bytes waiting in the transport
+#: before the app is paused, and a file's bytes read per hand-off when it cannot be ``sendfile``d.
+#: Large enough that a fast client costs few pauses and hand-offs (asyncio's own default high-water
+#: mark of 64 KiB pauses a 1 MiB response 16 times), small enough that 10,000 slow clients hold
+#: bounded memory.
+IO_UNIT: Final = 256 * 1024
+
+
+def with_defaults(headers: Headers, defaults: Headers) -> Headers:
+    """``headers`` and those of ``defaults`` (``--header``, lower-case names) whose name the
+    response lacks: a response's own field wins."""
+    names = {name.lower() for name, _ in headers}
+    return [*headers, *(field for field in defaults if field[0] not in names)]
 
 
 class Tunnel(Protocol):
@@ -91,6 +106,9 @@ class Stream:
     request_id: bytes = b""
     #: the response's header pairs as the driver wrote them (for the access log)
     response_headers: Headers | None = None
+    #: an upgrade's tunnel is carried inside a connection whose driver counts the bytes
+    #: (HTTP/2's DATA frames), so the tunnel's owner must not count them again (metrics)
+    tunnel_counted = False
     #: the peer is a trusted proxy: its headers may say who the client is (``runtime.origin``)
     proxied: bool = False
     #: the path prefix a trusted proxy removed (``X-Forwarded-Prefix``): it replaces the
@@ -114,9 +132,13 @@ class Stream:
 
     # response -------------------------------------------------------------
     def start(
-        self, status: int, headers: Headers, body: bytes, end: bool
+        self, status: int, headers: Headers, body: bytes, end: bool, reason: bytes = b""
     ) -> Awaitable[None] | None:
-        """Write the head (and the first body piece). Raises ``AppError`` for a bad response."""
+        """Write the head (and the first body piece). Raises ``AppError`` for a bad response.
+
+        ``reason`` is an app's own reason phrase (a WSGI status "200 Fine"); empty: the
+        standard one. Protocols without reason phrases (HTTP/2) ignore it.
+        """
         raise NotImplementedError
 
     def write(self, body: bytes, end: bool) -> Awaitable[None] | None:

@@ -17,17 +17,15 @@ Rules kept here, not in the runtime:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable
 from typing import Any
 
 from portico.errors import AppError
 from portico.gateways.asgi import ASGIApp, Message, Scope, scope_path
 from portico.gateways.stream import ClientDisconnected
+from portico.logs import error_log as log
 from portico.protocols.events import Headers, Request
 from portico.protocols.headers import check_status
-
-log = logging.getLogger("portico.error")
 
 __all__ = ["WebSocketChannel", "WebSocketCycle", "websocket_scope"]
 

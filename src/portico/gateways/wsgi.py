@@ -19,7 +19,6 @@ Rules kept here:
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -27,7 +26,7 @@ from typing import Any
 
 from portico.errors import AppError
 from portico.gateways.blocking import BlockingStream
-from portico.gateways.stream import ClientDisconnected
+from portico.gateways.stream import IO_UNIT, ClientDisconnected
 from portico.gateways.wsgi_environ import (
     ErrorStream,
     FileWrapper,
@@ -36,8 +35,9 @@ from portico.gateways.wsgi_environ import (
     base_environ,
     build_environ,
 )
+from portico.logs import error_log as log
 from portico.protocols.events import Headers
-from portico.protocols.headers import check_response_field, check_status
+from portico.protocols.headers import REASONS, check_response_field, check_status
 
 __all__ = [
     "BlockingStream",
@@ -51,15 +51,11 @@ __all__ = [
     "run_wsgi",
 ]
 
-log = logging.getLogger("portico.error")
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-#: Blocks read from a ``wsgi.file_wrapper`` file the runtime cannot ``sendfile`` (no descriptor):
-#: the app's block size is a hint (PEP 3333), and each block costs one hand-off to the loop.
-FILE_BLOCK = 256 * 1024
 #: Lists of chunks up to this size are joined and sent in one piece, with a Content-Length.
 _JOIN_LIMIT = 64 * 1024
 
@@ -87,20 +83,26 @@ def _latin1(text: object, what: str) -> bytes:
 
 # Apps send the same statuses and header fields over and over: checked once, remembered (bounded).
 _CACHE_LIMIT = 4096
-_statuses: dict[str, int] = {}
+#: status line as the app gives it -> (code, its reason phrase when it is not the standard one)
+_statuses: dict[str, tuple[int, bytes]] = {}
 #: (name, value) as the app gives it -> the checked latin-1 pair
 _fields: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 
 
-def _parse_status(status: object) -> int:
+def _parse_status(status: object) -> tuple[int, bytes]:
     match = _STATUS.fullmatch(status) if type(status) is str else None
     if match is None:
         raise AppError(f"invalid WSGI status {status!r}: expected '200 OK' form")
     code = check_status(int(match.group(1)))
+    # the app's own reason phrase is sent as it gave it ("200 Fine"), as gunicorn does; the
+    # standard one (or none) is the protocol's cached status line
+    phrase = _latin1(match.group(0)[4:], "reason phrase")
+    reason = b"" if not phrase or phrase == REASONS.get(code) else phrase
+    parsed = (code, reason)
     if len(_statuses) >= _CACHE_LIMIT:
         _statuses.clear()
-    _statuses[match.group(0)] = code
-    return code
+    _statuses[match.group(0)] = parsed
+    return parsed
 
 
 def _check_field(field: object) -> tuple[bytes, bytes]:
@@ -120,11 +122,12 @@ def _check_field(field: object) -> tuple[bytes, bytes]:
 class Response:
     """One request served to a WSGI app: ``start_response``, ``write`` and the sending rules."""
 
-    __slots__ = ("_headers", "_length", "_pending", "_sent", "_status", "done", "stream")
+    __slots__ = ("_headers", "_length", "_pending", "_reason", "_sent", "_status", "done", "stream")
 
     def __init__(self, stream: BlockingStream) -> None:
         self.stream = stream
         self._status = 0
+        self._reason = b""
         self._headers: Headers = []
         self._pending = False  # start_response was called; its head is not sent yet
         self._sent = False  # the head went out
@@ -146,9 +149,9 @@ class Response:
                 exc_info = None  # no reference cycle through the traceback
         elif self._pending or self._sent:
             raise AppError("start_response called a second time without exc_info")
-        code = _statuses.get(status) if type(status) is str else None
-        if code is None:
-            code = _parse_status(status)
+        parsed = _statuses.get(status) if type(status) is str else None
+        if parsed is None:
+            parsed = _parse_status(status)
         if type(headers) is not list:
             raise AppError(f"response headers must be a list, got {type(headers).__name__}")
         encoded: Headers = []
@@ -164,7 +167,7 @@ class Response:
             encoded.append(checked)
             if checked[0].lower() == b"content-length":
                 length = int(checked[1])
-        self._status = code
+        self._status, self._reason = parsed
         self._headers = encoded
         self._length = length
         self._pending = True
@@ -194,7 +197,7 @@ class Response:
             if data or end:
                 self.stream.write(data, end)
         elif data or end:
-            self.stream.start(self._status, self._headers, data, end)
+            self.stream.start(self._status, self._headers, data, end, self._reason)
             self._sent = True  # after: a response the runtime refused still gets its 500
         self.done = end
 
@@ -206,7 +209,7 @@ class Response:
             self.done = True
             self.stream.write(b"", True)
         elif self._pending:
-            self.stream.start(self._status, self._headers, b"", True)
+            self.stream.start(self._status, self._headers, b"", True, self._reason)
             self._sent = self.done = True
         else:
             raise AppError("WSGI app returned without calling start_response")
@@ -236,7 +239,7 @@ class Response:
                 )
             if total <= _JOIN_LIMIT:
                 body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                self.stream.start(self._status, self._headers, body, True)
+                self.stream.start(self._status, self._headers, body, True, self._reason)
                 self._sent = self.done = True
                 return
         for chunk in chunks:
@@ -249,12 +252,14 @@ class Response:
             and not self._sent
             and self._status not in (204, 304)
             and self.stream.request.method != "HEAD"
-            and self.stream.send_file(self._status, self._headers, wrapper.filelike, self._length)
+            and self.stream.send_file(
+                self._status, self._headers, wrapper.filelike, self._length, self._reason
+            )
         ):
             self._sent = self.done = True
             return
         read = wrapper.filelike.read
-        block = max(wrapper.block_size, FILE_BLOCK)
+        block = max(wrapper.block_size, IO_UNIT)
         while data := read(block):
             self.write(data)
             if self.done:

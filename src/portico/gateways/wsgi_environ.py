@@ -6,14 +6,12 @@ PEP 3333 §"environ Variables". Written against the runtime's ``BlockingStream``
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from portico.gateways.blocking import BlockingStream
-
-log = logging.getLogger("portico.error")
+from portico.logs import error_log as log
 
 #: Bytes asked of the runtime per read when the app does not say how many (``read()``,
 #: ``readline()``): large enough to make few hand-offs, small enough to keep memory flat.
@@ -197,6 +195,8 @@ def _server_address(host: str | None, stream: BlockingStream, scheme: str) -> tu
 # Clients send the same few paths and header names over and over: their environ forms are
 # remembered (bounded, like the protocol's caches) instead of recomputed per request.
 _CACHE_LIMIT = 4096
+#: Client-chosen keys longer than this are not remembered
+_CACHED_KEY_LIMIT = 256
 _path_infos: dict[bytes, str] = {}
 #: header name -> environ key; "" for names that never become HTTP_* keys
 _environ_keys: dict[bytes, str] = {
@@ -211,9 +211,10 @@ def _path_info(raw_path: bytes) -> str:
     path = _path_infos.get(raw_path)
     if path is None:
         path = unquote_to_bytes(raw_path).decode("latin-1")
-        if len(_path_infos) >= _CACHE_LIMIT:
-            _path_infos.clear()
-        _path_infos[raw_path] = path
+        if len(raw_path) <= _CACHED_KEY_LIMIT:  # a client must not fill the cache with long keys
+            if len(_path_infos) >= _CACHE_LIMIT:
+                _path_infos.clear()
+            _path_infos[raw_path] = path
     return path
 
 
@@ -222,6 +223,8 @@ def _environ_key(raw_name: bytes) -> str:
     # X-Forwarded_For would otherwise become HTTP_X_FORWARDED_FOR and pass for the header a
     # proxy vouches for; nginx, Apache and gunicorn drop such names too.
     key = "" if "_" in name else "HTTP_" + name.upper().replace("-", "_")
+    if len(raw_name) > _CACHED_KEY_LIMIT:
+        return key
     if len(_environ_keys) >= _CACHE_LIMIT:
         _environ_keys.clear()
         _environ_keys[b"content-type"] = "CONTENT_TYPE"

@@ -16,9 +16,9 @@ from typing import Final
 
 from portico.errors import AppError
 from portico.protocols.events import Headers
-from portico.protocols.headers import REASONS, check_response_field
+from portico.protocols.headers import check_response_field
 
-__all__ = ["CGIResponse", "error_response_parts"]
+__all__ = ["CGIResponse"]
 
 _R_CL: Final = b"content-length"
 _R_TE: Final = b"transfer-encoding"
@@ -141,18 +141,3 @@ class CGIResponse:
             if end and remaining:
                 raise AppError("response body shorter than its Content-Length")
         self.done = end
-
-
-def error_response_parts(status: int, detail: str) -> tuple[bytes, bytes]:
-    """The fields (each line ended) and the body of an error response Portico writes itself.
-
-    The same text as HTTP/1.1's (``H1Connection.error_response``); ``detail`` is Portico's own
-    words, never the peer's bytes.
-    """
-    body = b"%d %s\n%s\n" % (status, REASONS.get(status, b""), detail.encode("ascii", "replace"))
-    extra = b"retry-after: 1\r\n" if status == 503 else b""
-    fields = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s" % (
-        len(body),
-        extra,
-    )
-    return fields, body

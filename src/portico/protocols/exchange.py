@@ -83,7 +83,6 @@ class Exchange:
     response_started = False
     response_done = False
     chunked = False
-    close_delimited = False
     suppress_body = False
     #: bytes still owed by a response that declared Content-Length (None when it did not)
     remaining: int | None = None
@@ -105,6 +104,7 @@ class Exchange:
         end: bool,
         date: bytes,
         server: bytes,
+        reason: bytes = b"",
     ) -> list[bytes]:
         """The response head, checked, and the first body piece; sets how the body is framed.
 
@@ -117,7 +117,8 @@ class Exchange:
         content_length: int | None = None
         chunked = False
         has_date = has_server = False
-        out = [status_line(status)]
+        # an app's own reason phrase (already checked: no CR, LF or controls) is its own line
+        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason) if reason else status_line(status)]
         checked = _checked_fields
         for field in headers:
             name, value = field
@@ -185,7 +186,6 @@ class Exchange:
             out.append(_TRANSFER_CHUNKED)
         else:
             # HTTP/1.0 has no chunked coding: the end of the body is the end of the connection
-            self.close_delimited = True
             self.keep_alive = False
         if not self.keep_alive:
             out.append(CONNECTION_CLOSE)
@@ -268,20 +268,28 @@ class Exchange:
         return b"".join(lines)
 
 
+def error_response_parts(status: int, detail: str) -> tuple[bytes, bytes]:
+    """The fields (each line ended) and the body of an error response Portico writes itself,
+    over any protocol (HTTP/1.1 here, uwsgi and FastCGI in ``cgi_response``).
+
+    ``detail`` must be Portico's own words (the events guarantee it), never the peer's bytes.
+    """
+    body = b"%d %s\n%s\n" % (status, REASONS.get(status, b""), detail.encode("ascii", "replace"))
+    extra = b"retry-after: 1\r\n" if status == 503 else b""
+    fields = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s" % (
+        len(body),
+        extra,
+    )
+    return fields, body
+
+
 def error_response(status: int, detail: str) -> bytes:
     """A complete HTTP/1.1 error response with ``Connection: close``, for the server's own errors.
 
     ``detail`` must be Portico's own words (the events guarantee it), never client bytes.
     """
-    body = b"%d %s\n%s\n" % (status, REASONS.get(status, b""), detail.encode("ascii", "replace"))
-    extra = b"retry-after: 1\r\n" if status == 503 else b""
-    return b"%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n%s%s\r\n%s" % (
-        status_line(status),
-        len(body),
-        extra,
-        CONNECTION_CLOSE,
-        body,
-    )
+    fields, body = error_response_parts(status, detail)
+    return b"%s%s%s\r\n%s" % (status_line(status), fields, CONNECTION_CLOSE, body)
 
 
 def switching_protocols(headers: Headers, date: bytes, server: bytes) -> bytes:

@@ -47,10 +47,10 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from portico.errors import AppError, BadRequest, ContentTooLarge, HeadersTooLarge, ProtocolError
-from portico.protocols.cgi_response import CGIResponse, error_response_parts
+from portico.protocols.cgi_response import CGIResponse
 from portico.protocols.cgi_vars import CGIVars, Origin
 from portico.protocols.events import Body, EndOfBody, Headers, Request, StreamError
-from portico.protocols.exchange import COALESCE_LIMIT
+from portico.protocols.exchange import COALESCE_LIMIT, error_response_parts
 from portico.protocols.fastcgi_records import (
     ABORT_REQUEST,
     BEGIN_REQUEST,
@@ -80,20 +80,23 @@ __all__ = ["Aborted", "FastCGIConnection", "FastCGIEvent", "FastCGILimits", "Rep
 
 @dataclass(frozen=True, slots=True)
 class FastCGILimits:
-    """Bounds on what one request may make the server hold (each one is a setting)."""
+    """Bounds on what one request may make the server hold.
 
-    #: bytes of ``FCGI_PARAMS`` content for one request, all records together (as
-    #: ``H1Limits.max_header_bytes``)
-    max_params_size: int = 65536
+    Each one is a setting; the values (and their defaults) come from the settings table, built in
+    one place (``portico.runtime.limits``), never spelled here.
+    """
+
+    #: bytes of ``FCGI_PARAMS`` content for one request, all records together
+    max_params_size: int
     #: name-value pairs: about 20 from ``fastcgi_params`` plus one per request header
-    max_param_count: int = 128
+    max_param_count: int
     #: body bytes; 0 means unlimited
-    max_body_size: int = 1 << 30
+    max_body_size: int
     #: content of a management record that must be read whole (``FCGI_GET_VALUES``)
-    max_management_size: int = 4096
+    max_management_size: int
     #: what ``FCGI_MAX_CONNS`` and ``FCGI_MAX_REQS`` report (one request per connection, so the
-    #: two are the same); the driver passes the worker's connection limit
-    max_connections: int = 1024
+    #: two are the same): the worker's connection limit
+    max_connections: int
 
 
 class Aborted(NamedTuple):
@@ -116,9 +119,6 @@ class Reply(NamedTuple):
 
 
 FastCGIEvent = Origin | Request | Body | EndOfBody | StreamError | Aborted | Reply
-
-# built once: creating a frozen dataclass per connection costs more than parsing a record
-_DEFAULT_LIMITS: Final = FastCGILimits()
 
 # The request's state: which records may come next. A (state, type) pair missing from
 # _TRANSITIONS is a record out of order, and ends the connection.
@@ -177,8 +177,8 @@ class FastCGIConnection:
     may carry another one.
     """
 
-    def __init__(self, limits: FastCGILimits | None = None) -> None:
-        self.limits = limits = limits or _DEFAULT_LIMITS
+    def __init__(self, limits: FastCGILimits) -> None:
+        self.limits = limits
         self._max_params_size = limits.max_params_size
         self._max_param_count = limits.max_param_count
         self._max_body_size = limits.max_body_size
@@ -487,15 +487,19 @@ class FastCGIConnection:
         end: bool = True,
         date: bytes = b"",
         server: bytes = b"",
+        reason: bytes = b"",
     ) -> Chunks:
         """Serialize the response head (and, if given, the first body piece) as FCGI_STDOUT.
 
         ``date`` and ``server`` are values for the ``Date`` and ``Server`` fields, added when the
-        app did not set them; nginx adds its own when they are empty. Raises :class:`AppError`
-        for an invalid response; nothing was produced then.
+        app did not set them (``reason``: the app's own reason phrase, else the standard one); nginx
+        adds its own when they are empty. Raises :class:`AppError` for an invalid response; nothing
+        was produced then.
         """
         response = self._current()
-        head = response.head(status_field(status), status, headers, body, end, date, server)
+        # an app's own reason phrase (checked by the bridge: no CR, LF or controls) goes out as is
+        first = b"Status: %d %s\r\n" % (status, reason) if reason else status_field(status)
+        head = response.head(first, status, headers, body, end, date, server)
         if response.suppress_body or not body:
             content = head
         elif len(body) <= COALESCE_LIMIT:

@@ -468,19 +468,9 @@ class H1Connection:
     # ------------------------------------------------------------------ output
 
     @property
-    def current(self) -> int | None:
-        """The stream id of the oldest unanswered request, the one responses go to."""
-        return self._exchanges[0].stream_id if self._exchanges else None
-
-    @property
     def keep_alive(self) -> bool:
         """Whether the connection may go on after the responses written so far."""
         return not self._closing
-
-    @property
-    def waiting(self) -> int:
-        """How many parsed requests have not been answered yet (including the current one)."""
-        return len(self._exchanges)
 
     def continue_response(self) -> bytes:
         """The interim ``100 Continue``, once, if the current request asked for it.
@@ -510,6 +500,7 @@ class H1Connection:
         end: bool = True,
         date: bytes = b"",
         server: bytes = b"",
+        reason: bytes = b"",
     ) -> list[bytes]:
         """Serialize the response head (and, if given, the first body piece).
 
@@ -523,7 +514,7 @@ class H1Connection:
         if self._closing or self._draining:
             exchange.keep_alive = False
         try:
-            out = exchange.start_response(status, headers, body, end, date, server)
+            out = exchange.start_response(status, headers, body, end, date, server, reason)
         finally:
             if not exchange.keep_alive:  # even when the response proved invalid midway
                 self._closing = True

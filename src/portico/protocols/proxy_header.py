@@ -143,13 +143,6 @@ class ProxyHeader(NamedTuple):
             return None
         return (self.dest_addr, self.dest_port)
 
-    def tlv(self, kind: int) -> bytes | None:
-        """The value of the first TLV of type ``kind`` (e.g. 0x02, the authority/SNI), if any."""
-        for tlv_type, value in self.tlvs:
-            if tlv_type == kind:
-                return value
-        return None
-
 
 def parse_proxy_header(
     data: bytes, max_v2_length: int = DEFAULT_MAX_V2_LENGTH

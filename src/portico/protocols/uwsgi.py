@@ -35,32 +35,31 @@ from dataclasses import dataclass
 from typing import Final
 
 from portico.errors import AppError, BadRequest, HeadersTooLarge, ProtocolError
-from portico.protocols.cgi_response import CGIResponse, error_response_parts
+from portico.protocols.cgi_response import CGIResponse
 from portico.protocols.cgi_vars import CGIVars, Origin
 from portico.protocols.events import Body, EndOfBody, Headers, Request, StreamError
-from portico.protocols.exchange import COALESCE_LIMIT, status_line
+from portico.protocols.exchange import COALESCE_LIMIT, error_response_parts, status_line
 
 __all__ = ["UwsgiConnection", "UwsgiEvent", "UwsgiLimits"]
 
 
 @dataclass(frozen=True, slots=True)
 class UwsgiLimits:
-    """Bounds on what one request may make the server hold (each one is a setting)."""
+    """Bounds on what one request may make the server hold.
 
-    #: bytes in the vars block; 65535 is the protocol's own bound (a 16-bit size) and what
-    #: HTTP/1.1 allows for a head (``H1Limits.max_header_bytes``)
-    max_vars_size: int = 65535
+    Each one is a setting; the values (and their defaults) come from the settings table, built in
+    one place (``portico.runtime.limits``), never spelled here.
+    """
+
+    #: bytes in the vars block (the protocol's own bound is 65535, a 16-bit size)
+    max_vars_size: int
     #: variables in the block: about 15 from ``uwsgi_params`` plus one per request header
-    #: (``H1Limits.max_header_count`` is 100)
-    max_var_count: int = 128
+    max_var_count: int
     #: body bytes (``CONTENT_LENGTH``); 0 means unlimited
-    max_body_size: int = 1 << 30
+    max_body_size: int
 
 
 UwsgiEvent = Origin | Request | Body | EndOfBody | StreamError
-
-# built once: creating a frozen dataclass per connection costs more than parsing a variable
-_DEFAULT_LIMITS: Final = UwsgiLimits()
 
 _STREAM: Final = 1  # one request per connection
 _HEAD: Final = 0  # reading the packet header and the vars block
@@ -79,8 +78,8 @@ class UwsgiConnection:
     :meth:`response_body`, :meth:`response_end` return the bytes to write.
     """
 
-    def __init__(self, limits: UwsgiLimits | None = None) -> None:
-        self.limits = limits = limits or _DEFAULT_LIMITS
+    def __init__(self, limits: UwsgiLimits) -> None:
+        self.limits = limits
         self._max_vars_size = limits.max_vars_size
         self._max_var_count = limits.max_var_count
         self._max_body_size = limits.max_body_size
@@ -232,15 +231,19 @@ class UwsgiConnection:
         end: bool = True,
         date: bytes = b"",
         server: bytes = b"",
+        reason: bytes = b"",
     ) -> list[bytes]:
         """Serialize the response head (and, if given, the first body piece).
 
         ``date`` and ``server`` are values for the ``Date`` and ``Server`` fields, added when the
-        app did not set them; nginx adds its own ``Date`` (and ``Server``) when they are empty.
-        Raises :class:`AppError` for an invalid response; nothing was produced then.
+        app did not set them (``reason``: the app's own reason phrase, else the standard one); nginx
+        adds its own ``Date`` (and ``Server``) when they are empty. Raises :class:`AppError` for an
+        invalid response; nothing was produced then.
         """
         response = self._current()
-        head = response.head(status_line(status), status, headers, body, end, date, server)
+        # an app's own reason phrase (checked by the bridge: no CR, LF or controls) goes out as is
+        first = b"HTTP/1.1 %d %s\r\n" % (status, reason) if reason else status_line(status)
+        head = response.head(first, status, headers, body, end, date, server)
         if response.suppress_body or not body:
             return [head]
         if len(body) <= COALESCE_LIMIT:

@@ -295,6 +295,10 @@ class WSConnection:
         self._text_parts: list[str] = []
         self._decoder: codecs.IncrementalDecoder | None = None
         self._fragmented_text = False
+        #: a text frame still arriving: the decoder that checked it and how much it checked
+        self._partial: tuple[codecs.IncrementalDecoder, int] | None = None
+        #: a frame that fails the connection waits behind messages the app has not taken yet
+        self.held = False
         #: a pong arrived since the last look (the driver's keepalive clears it)
         self.pong_received = False
         #: the peer's close frame, once it came: (code, reason); 1005 when it had no code
@@ -316,7 +320,16 @@ class WSConnection:
         return None if close is None else (close.code, close.reason)
 
     def receive_data(self, data: bytes) -> list[Message]:
-        """Feed bytes from the client; return the messages they complete."""
+        """Feed bytes from the client; return the messages they complete.
+
+        A frame that will fail the connection, arriving after messages in the same bytes, is
+        held: those messages go to the app first (it may answer them, as Autobahn's strict
+        cases expect), and :meth:`release` fails the connection once the app asks for more.
+        While held, input is only kept.
+        """
+        if self.held:
+            self._buffer += data
+            return []
         buffer = self._buffer + data if self._buffer else data
         messages: list[Message] = []
         proto = self._proto
@@ -347,12 +360,27 @@ class WSConnection:
                 break
             masked = second & 0x80
             end = head + length + (4 if masked else 0)
-            if end > size:
-                break
             opcode = first & 0x0F
+            if end > size:
+                # an uncompressed text frame still arriving: its UTF-8 is checked as it comes,
+                # so an invalid one fails now, not when the frame is whole (RFC 6455 §8.1)
+                if (
+                    masked
+                    and first & 0x70 == 0
+                    and (opcode == 1 or (opcode == 0 and self._fragmented_text))
+                    and size > head + 4
+                    and not self._partial_text(buffer, head, size, opcode == 0)
+                ):
+                    pos = size
+                break
+            if self._partial is not None:
+                self._partial = None  # the frame it checked is whole now
             # FIN set, RSV bits clear, masked (RFC 6455 §5.1), text or binary, no message open
             if first & 0xF0 == 0x80 and masked and opcode <= 2 and proto.current_size is None:
                 if opcode == 0:  # a continuation with no message open: the library fails it
+                    if messages:
+                        self.held = True
+                        break
                     self._library(view[pos:end], messages)
                 else:
                     payload = apply_mask(view[head + 4 : end], buffer[head : head + 4])
@@ -366,10 +394,58 @@ class WSConnection:
                     else:
                         messages.append(payload)
             else:
+                if messages and self._fails(first, second, opcode, length):
+                    self.held = True
+                    break
                 self._library(view[pos:end], messages)
             pos = end
         self._buffer = buffer[pos:] if pos < size else b""
         return messages
+
+    def _fails(self, first: int, second: int, opcode: int, length: int) -> bool:
+        """Whether the library will fail the connection on this frame (RFC 6455 §5.2, §5.5):
+        reserved bits no extension gave a meaning, a reserved opcode, a continuation with no
+        message open, a fragmented or long control frame, no mask."""
+        rsv = first & 0x70
+        if rsv & 0x30 or (rsv and self._plain):
+            return True
+        if 3 <= opcode <= 7 or opcode >= 11:
+            return True
+        if opcode == 0 and self._proto.current_size is None:
+            return True
+        if opcode >= 8 and (not first & 0x80 or length > 125):
+            return True
+        return not second & 0x80
+
+    def release(self) -> list[Message]:
+        """Parse on past a held frame (the app took the messages before it)."""
+        self.held = False
+        return self.receive_data(b"")
+
+    def _partial_text(self, buffer: bytes, head: int, size: int, continued: bool) -> bool:
+        """Check the UTF-8 of the part of a text frame received so far (from ``head``: its mask
+        key, then the payload); ``False`` once it cannot be valid, the connection failed with
+        1007. Only the bytes new since the last look are decoded."""
+        partial = self._partial
+        if partial is None:
+            decoder = _Utf8Decoder()
+            if continued and self._decoder is not None:
+                decoder.setstate(self._decoder.getstate())  # the message's earlier fragments
+            self._partial = partial = (decoder, 0)
+        decoder, checked = partial
+        start = head + 4 + checked
+        if size <= start:
+            return True
+        turn = checked % 4  # the mask key applies from the payload's first byte on
+        mask = buffer[head + turn : head + 4] + buffer[head : head + turn]
+        try:
+            decoder.decode(apply_mask(memoryview(buffer)[start:size], mask), False)
+        except UnicodeDecodeError:
+            self._partial = None
+            self._invalid_utf8()
+            return False
+        self._partial = (decoder, size - head - 4)
+        return True
 
     def _library(self, data: memoryview, messages: list[Message]) -> None:
         """Let the library parse ``data`` (whole frames, or anything once closing)."""

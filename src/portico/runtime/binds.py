@@ -8,11 +8,14 @@ import socket
 import stat
 from collections.abc import MutableMapping
 
+from portico.config.kinds import bind_protocol
 from portico.errors import StartupError
 
 
 def parse_bind(spec: str) -> tuple[str, str, int]:
-    """Split a bind spec into ``(kind, host_or_path, port)``; kind is tcp, unix or fd."""
+    """Split a bind spec into ``(kind, host_or_path, port)``; kind is tcp, unix or fd. A protocol
+    before the address (``uwsgi:``, ``fastcgi:``) is not part of it."""
+    spec = bind_protocol(spec)[1]
     if spec.startswith("unix:"):
         return "unix", spec[5:], 0
     if spec.startswith("fd://"):
@@ -107,12 +110,15 @@ def systemd_sockets(environ: MutableMapping[str, str], pid: int) -> list[socket.
 SD_LISTEN_FDS_START = 3
 
 
-def describe(sock: socket.socket, tls: bool = False) -> str:
-    """The URL a listening socket serves, for the startup log line."""
+def describe(sock: socket.socket, tls: bool = False, protocol: str = "http") -> str:
+    """The URL a listening socket serves, for the startup log line: ``http://HOST:PORT``,
+    ``https://…``, ``uwsgi://…``, ``fastcgi://…``, or ``unix:PATH`` (``uwsgi:unix:PATH``)."""
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
-        return f"unix:{address}" + (" (TLS)" if tls else "")
+        named = "" if protocol == "http" else f"{protocol}:"
+        return f"{named}unix:{address}" + (" (TLS)" if tls else "")
     host, port = address[0], address[1]
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"
-    return f"{'https' if tls else 'http'}://{host}:{port}"
+    scheme = protocol if protocol != "http" else "https" if tls else "http"
+    return f"{scheme}://{host}:{port}"

@@ -14,7 +14,6 @@ moved in as well.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -23,31 +22,29 @@ from time import perf_counter_ns
 from typing import Any, Final, Protocol, cast
 
 from portico.config import Config
-from portico.gateways.stream import Stream
+from portico.gateways.stream import IO_UNIT, Stream, with_defaults
+from portico.logs import error_log as log
 from portico.protocols.events import Headers
 from portico.protocols.forwarded import OriginResolver, TrustedProxies
 from portico.runtime.access import Observer
 from portico.runtime.limits import Limits, build_limits
 from portico.runtime.origin import apply_origin
-from portico.runtime.request_id import RequestIds, with_request_id
+from portico.runtime.request_id import HEADER as REQUEST_ID
+from portico.runtime.request_id import RequestIds
 
 __all__ = [
     "DEFER_LIMIT",
-    "WRITE_HIGH_WATER",
     "Connection",
     "Dispatcher",
     "Driver",
     "WorkerContext",
 ]
 
-log = logging.getLogger("portico.error")
 
 # Request tasks are made directly, with a fixed name: on Python 3.11, loop.create_task() and an
 # unnamed Task format a "Task-N" name for every request (about 0.5 us of a ~20 us request).
 _Task: Final = asyncio.Task
 _TASK_NAME: Final = "portico-request"
-# Response flow control: the transport calls pause_writing() above this many unsent bytes.
-WRITE_HIGH_WATER: Final = 256 * 1024
 # Responses are held until the end of the event-loop turn and written together (see
 # Driver.write); output above this size is written at once, as the app gives it.
 DEFER_LIMIT: Final = 64 * 1024
@@ -56,6 +53,13 @@ DEFER_LIMIT: Final = 64 * 1024
 _FILE_THREADS: Final = 4
 _BUSY_BODY: Final = b"Service Unavailable\n"
 _BUSY_HEADERS: Final[Headers] = [(b"retry-after", b"1"), (b"content-type", b"text/plain")]
+_HEALTH_BODY: Final = b"OK\n"
+_HEALTH_HEADERS: Final[Headers] = [
+    (b"content-type", b"text/plain"),
+    (b"cache-control", b"no-store"),
+]
+_DRAINING_BODY: Final = b"Draining\n"
+_DRAINING_HEADERS: Final[Headers] = [*_HEALTH_HEADERS, (b"connection", b"close")]
 
 
 class Connection(Protocol):
@@ -117,6 +121,10 @@ class WorkerContext:
         self.websockets = 0
         #: the ``Server`` and ``Date`` values added to responses that have none (empty: not added)
         self.server_name = b"portico" if config.server_header else b""
+        #: ``--header``: added by each protocol's ``Stream.start`` (``with_defaults``)
+        self.extra_headers = self.limits.headers
+        # --no-sendfile: files go out as reads and writes, as under TLS (gunicorn's --no-sendfile)
+        self.sendfile = config.sendfile
         self.date = b""
         self._date_header = config.date_header
         self.connections: set[Connection] = set()
@@ -125,6 +133,9 @@ class WorkerContext:
         #: requests handed to the app so far (``--max-requests`` recycles the worker)
         self.requests_served = 0
         self.closing = False
+        #: SIGTERM came (``--shutdown-delay`` may keep serving a while): health checks fail
+        self.draining = False
+        self._health_path = limits.health_path
         self.now = loop.time()
         self._ticker: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
@@ -157,9 +168,17 @@ class WorkerContext:
 
     def dispatch(self, stream: Stream) -> None:
         """Admit a request (503 over ``max_in_flight``) and hand it to the apps, once what its
-        trusted proxy says about it is applied (``runtime.origin``)."""
+        trusted proxy says about it is applied (``runtime.origin``). The ``--health-path`` is
+        answered here, before admission and without an app (and logged like any response)."""
         if self.access.enabled:
             stream.start_ns = perf_counter_ns()
+        health = self._health_path
+        if health is not None and stream.request.raw_path == health:
+            if self.draining or self.closing:
+                stream.start(503, list(_DRAINING_HEADERS), _DRAINING_BODY, True)
+            else:
+                stream.start(200, list(_HEALTH_HEADERS), _HEALTH_BODY, True)
+            return
         if stream.proxied and stream.request.proxy_fields is not False:
             resolver = self.resolver
             if resolver is not None:
@@ -227,10 +246,17 @@ class WorkerContext:
         admission measured now (callers check ``access.enabled`` first)."""
         self.access.response(stream, status, perf_counter_ns())
 
-    def response_headers(self, stream: Stream, headers: Headers) -> Headers:
-        """What a driver writes for ``headers``: with the request id (``--request-id``), kept
-        for the access log. Drivers call it only when ``stream.request_id`` is set."""
-        return with_request_id(headers, stream.request_id)
+    def response_fields(self, stream: Stream, headers: Headers, defaults: bool = True) -> Headers:
+        """The fields a driver writes for an app's ``headers``: ``--header``'s (unless not
+        ``defaults``: a 101 carries none) and the request id (``--request-id``), each added
+        where the app set no field of that name. Drivers call it when ``extra_headers`` or
+        ``stream.request_id`` is set."""
+        if defaults and self.extra_headers:
+            headers = with_defaults(headers, self.extra_headers)
+        request_id = stream.request_id
+        if request_id:
+            headers = with_defaults(headers, [(REQUEST_ID, request_id)])
+        return headers
 
     def metrics_report(self) -> list[str]:
         """The worker's metrics for its master (``--metrics-bind``), or nothing."""
@@ -404,7 +430,7 @@ class Driver(asyncio.Protocol):
         if tls is not None:
             self.tls = tls
             self.scheme = "https"
-        elif sock is not None:
+        elif sock is not None and self.ctx.sendfile:
             self.sendfile_fd = sock.fileno()
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # responses are written whole (end-of-turn batching); Nagle would only delay them
@@ -412,7 +438,7 @@ class Driver(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # pragma: no cover - the peer may already be gone
                 pass
-        plain.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        plain.set_write_buffer_limits(high=IO_UNIT)
         return plain
 
     # --- asyncio.Protocol: write flow control ------------------------------------------

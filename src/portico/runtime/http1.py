@@ -17,6 +17,7 @@ import asyncio
 from collections import deque
 from typing import Any, Final
 
+from portico.gateways.stream import IO_UNIT
 from portico.protocols.events import Body, EndOfBody, Event, Request, StreamError
 from portico.protocols.http11 import H1Connection
 from portico.runtime.context import WorkerContext
@@ -24,9 +25,8 @@ from portico.runtime.http1_stream import H1Owner, H1Stream
 
 __all__ = ["H1Driver"]
 
-# Request body flow control: stop reading the socket when this much body waits for the app, and
+# Request body flow control: stop reading the socket when IO_UNIT of body waits for the app, and
 # start again when the app has consumed down to the low mark.
-BODY_HIGH_WATER: Final = 256 * 1024
 BODY_LOW_WATER: Final = 64 * 1024
 # During a graceful shutdown an idle keep-alive connection waits this long for a request already
 # on its way before it is closed (the ticker's one-second grain adds up to a second).
@@ -174,7 +174,7 @@ class H1Driver(H1Owner):
             or self._read_paused
             or self.pending_error is not None
             or self.proto.upgrade_held
-            or (last is not None and last.buffered > BODY_HIGH_WATER)
+            or (last is not None and last.buffered > IO_UNIT)
         ):
             self._update_reading()
 
@@ -226,7 +226,7 @@ class H1Driver(H1Owner):
             bool(self.queue)
             or self.pending_error is not None
             or bool(self.proto.upgrade_held)  # the app's answer decides what the rest is
-            or (last is not None and last.buffered > BODY_HIGH_WATER)
+            or (last is not None and last.buffered > IO_UNIT)
         )
         if pause != self._read_paused:
             self._read_paused = pause

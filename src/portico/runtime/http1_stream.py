@@ -13,16 +13,14 @@ import os
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected, Stream, Tunnel
+from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel
 from portico.protocols.events import Headers, Request, StreamError
 from portico.protocols.http11 import H1Connection
-from portico.runtime.context import WRITE_HIGH_WATER, Driver
+from portico.runtime.context import Driver
+from portico.runtime.file_reads import INLINE_FILE, read_cached, send_file_by_reads
 
-__all__ = ["FILE_CHUNK", "INLINE_FILE", "H1Owner", "H1Stream", "read_cached"]
+__all__ = ["H1Owner", "H1Stream"]
 
-#: Bytes read per hand-off when a file cannot be ``sendfile``d (TLS): large enough for few
-#: hand-offs to the reading thread, small enough to keep a slow client's memory flat.
-FILE_CHUNK: Final = 256 * 1024
 # A client that went away while a file was being sent to it.
 _GONE: Final = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF})
 # How long sendfile waits for the socket before it tries again anyway. The wait needs a bound:
@@ -52,30 +50,6 @@ class H1Owner(Driver):
     def detach(self) -> bytes:
         """Give the transport up to an upgrade; return the bytes after the handshake."""
         raise NotImplementedError
-
-
-#: Files up to this size are read (when the page cache has them) and written with the head.
-INLINE_FILE: Final = 64 * 1024
-
-
-def read_cached(fd: int, offset: int, count: int) -> bytes | None:
-    """``count`` bytes of the file at ``offset`` if the page cache holds them all, else ``None``:
-    ``RWF_NOWAIT`` makes the read refuse rather than wait for a disk (Linux 4.14), so the event
-    loop never blocks on it; a short read (the file shrank) is ``None`` too, and the caller's
-    slower path reports it."""
-    if count == 0:
-        return b""
-    if not _NOWAIT:
-        return None  # no way to read without waiting for a disk: leave it to sendfile
-    buffer = bytearray(count)
-    try:
-        got = os.preadv(fd, [buffer], offset, _NOWAIT)
-    except OSError:  # not cached (EAGAIN), or a file system without RWF_NOWAIT
-        return None
-    return bytes(buffer) if got == count else None
-
-
-_NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -179,16 +153,18 @@ class H1Stream(Stream):
             self._disconnect_waiter = fut
         return fut
 
-    def start(self, status: int, headers: Headers, body: bytes, end: bool) -> Any:
+    def start(
+        self, status: int, headers: Headers, body: bytes, end: bool, reason: bytes = b""
+    ) -> Any:
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         conn = self.conn
         ctx = conn.ctx
-        if self.request_id:
-            headers = ctx.response_headers(self, headers)
+        if ctx.extra_headers or self.request_id:
+            headers = ctx.response_fields(self, headers)
         self.response_headers = headers
         chunks = conn.proto.response_start(
-            status, headers, body, end=end, date=ctx.date, server=ctx.server_name
+            status, headers, body, end=end, date=ctx.date, server=ctx.server_name, reason=reason
         )
         self._started = True
         self.status = status
@@ -235,7 +211,8 @@ class H1Stream(Stream):
                     await waiter
                 return
         if self.conn.sendfile_fd < 0:
-            await self._send_file_read(fd, offset, count)
+            # TLS encrypts in user space: no sendfile
+            await send_file_by_reads(self, self.conn, fd, offset, count)
         else:
             await self._send_file_native(fd, offset, count)
 
@@ -282,7 +259,7 @@ class H1Stream(Stream):
                 await waiter
         finally:
             if not conn.closed:
-                transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+                transport.set_write_buffer_limits(high=IO_UNIT)
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
 
@@ -331,34 +308,6 @@ class H1Stream(Stream):
                 os.close(sock)
         return sent
 
-    async def _send_file_read(self, fd: int, offset: int, count: int) -> None:
-        """Read the file in a thread, a piece ahead of the one being written (TLS encrypts in
-        user space, so ``sendfile`` cannot be used); the protocol frames the pieces."""
-        loop = self.conn.loop
-        pool = self.conn.ctx.file_reader()
-        end = offset + count
-        position = offset
-        pending = loop.run_in_executor(pool, os.pread, fd, min(FILE_CHUNK, count), position)
-        try:
-            while True:
-                data = await pending
-                position += len(data)
-                left = end - position
-                if not data and left > 0:
-                    self.conn.abort()  # the file shrank: a truncated body must not look whole
-                    raise AppError(f"file ended after {position - offset} of {count} bytes")
-                if left > 0:
-                    pending = loop.run_in_executor(
-                        pool, os.pread, fd, min(FILE_CHUNK, left), position
-                    )
-                waiter = self.write(data, left <= 0)
-                if waiter is not None:
-                    await waiter
-                if left <= 0:
-                    return
-        finally:
-            pending.cancel()  # a read ahead nobody will write (the client left)
-
     def response_started(self) -> bool:
         return self._started
 
@@ -387,7 +336,7 @@ class H1Stream(Stream):
             raise ClientDisconnected("client disconnected")
         ctx = conn.ctx
         if self.request_id:
-            headers = ctx.response_headers(self, headers)
+            headers = ctx.response_fields(self, headers, defaults=False)
         self.response_headers = headers
         head = conn.proto.switch_response(headers, date=ctx.date, server=ctx.server_name)
         tail = conn.detach()

@@ -9,16 +9,15 @@ origin, over every protocol. Which peers are believed and how the headers are re
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 
 from portico.gateways.stream import Stream
+from portico.logs import error_log as log
 from portico.protocols.events import Headers
 from portico.protocols.forwarded import Origin, OriginResolver
 
 __all__ = ["apply_origin"]
 
-log = logging.getLogger("portico.error")
 
 _HOST: Final = b"host"
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}

@@ -12,16 +12,15 @@ that is not trusted, a header that is not valid, or silence ends the connection,
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any, Final, cast
 
+from portico.logs import error_log as log
 from portico.protocols.proxy_header import ProxyHeaderError, ProxyHeaderReader
 from portico.runtime.context import WorkerContext
 
 __all__ = ["ProxyProtocolReader"]
 
-log = logging.getLogger("portico.error")
 
 _SHUTDOWN_GRACE: Final = 1.0
 

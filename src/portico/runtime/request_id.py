@@ -3,11 +3,11 @@ and the access log.
 
 The worker context gives every admitted request its id (:meth:`RequestIds.assign`), whatever the
 protocol, before a gateway builds the scope or environ; each protocol's driver adds it to the
-response head it builds (:func:`with_request_id`), so no gateway, no error page and no static
-file needs to know. A valid id that arrives (from a proxy or a client) is kept, so one id follows
-a request through every hop; an invalid one (too long, or with characters a log or a header
-would have to escape) is replaced. New ids are a random per-worker prefix and a counter: unique
-without a system call per request.
+response head it builds (``WorkerContext.response_fields``, with ``--header``'s fields), so no
+gateway, no error page and no static file needs to know. A valid id that arrives (from a proxy
+or a client) is kept, so one id follows a request through every hop; an invalid one (too long,
+or with characters a log or a header would have to escape) is replaced. New ids are a random
+per-worker prefix and a counter: unique without a system call per request.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import re
 from typing import Final
 
 from portico.gateways.stream import Stream
-from portico.protocols.events import Headers
 
-__all__ = ["HEADER", "RequestIds", "with_request_id"]
+__all__ = ["HEADER", "RequestIds"]
 
 HEADER: Final = b"x-request-id"
 # 1 to 200 characters (Heroku's router allows 20 to 200 of a similar set)
@@ -52,11 +51,3 @@ class RequestIds:
         value = self.new()
         headers.append((HEADER, value))
         stream.request_id = value
-
-
-def with_request_id(headers: Headers, request_id: bytes) -> Headers:
-    """A response's header pairs with the request id added, unless the app set one itself."""
-    for name, _ in headers:
-        if len(name) == 12 and name.lower() == HEADER:
-            return headers
-    return [*headers, (HEADER, request_id)]

@@ -71,7 +71,11 @@ def tls_settings(config: Config) -> TLSSettings | None:
         cert_reqs=config.cert_reqs,
         ciphers=config.ciphers,
         min_version=config.tls_min_version,
-        alpn=("http/1.1",),
+        alpn=tuple(
+            name
+            for name, protocol in (("h2", "h2"), ("http/1.1", "h1"))
+            if protocol in config.http_protocols
+        ),
     )
 
 

@@ -6,8 +6,8 @@ socket, except that ``get_extra_info("portico.tls")`` holds the facts apps are t
 offers no socket to ``sendfile`` to. Doing this here rather than with ``create_server(ssl=...)``
 gives what the event loop's TLS cannot:
 
-* the protocol is chosen by ALPN once the handshake is done (RFC 7301), from the context's
-  drivers (``http/1.1`` now; ``h2`` plugs in the same way);
+* the protocol is chosen by ALPN once the handshake is done (RFC 7301), from the server's
+  drivers (``h2`` and ``http/1.1``);
 * plain HTTP sent to the TLS port gets a ``400`` saying so, as nginx answers, instead of a
   handshake error the client cannot show;
 * the handshake is bounded by ``header_timeout`` on the worker's ticker, like a request head,
@@ -22,18 +22,17 @@ close after an error response works over TLS too (TLS 1.3 allows the half-close,
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 from collections.abc import Callable
 from typing import Any, Final, cast
 
+from portico.logs import error_log as log
 from portico.protocols.exchange import error_response
 from portico.runtime.context import WorkerContext
 from portico.runtime.tls import ServerTLS, connection_facts
 
 __all__ = ["TLSConnection"]
 
-log = logging.getLogger("portico.error")
 
 # A TLS record carries at most 16 KiB of plaintext (RFC 8446 §5.1); read a few at a time.
 _READ_SIZE: Final = 64 * 1024
@@ -168,7 +167,8 @@ class TLSConnection(asyncio.Protocol):
     def _established(self) -> None:
         ctx = self._ctx
         name = self._ssl.selected_alpn_protocol() or "http/1.1"
-        factory = self._drivers.get(name) or self._drivers["http/1.1"]
+        # no ALPN (or none we know): HTTP/1.1 where served, else the preferred protocol
+        factory = self._drivers.get(name) or next(iter(self._drivers.values()))
         self._facts = connection_facts(self._tls, self._ssl)
         self._state = _OPEN
         self.deadline = 0.0

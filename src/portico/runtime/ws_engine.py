@@ -21,7 +21,6 @@ closing.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections import deque
 from typing import Any, cast
@@ -41,7 +40,6 @@ from portico.runtime.context import WorkerContext
 
 __all__ = ["WSEngine", "serve_websocket"]
 
-log = logging.getLogger("portico.error")
 
 # RFC 6455 §7.4.1
 GOING_AWAY = 1001
@@ -104,6 +102,9 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
         self._awaiting_pong = False
         self._eof_sent = False
         self._lost = False
+        #: count the socket's bytes here (metrics): the engine owns the socket after an
+        #: HTTP/1.1 upgrade; under HTTP/2 the connection's driver counts them
+        self._counts_bytes = not stream.tunnel_counted
         self._failed: tuple[int, str] | None = None
 
     # --- the gateway's channel: before accepting, the handshake is still a request --------
@@ -149,7 +150,17 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
     def receive(self) -> str | bytes | None:
         queue = self._queue
         if not queue:
-            return None
+            ws = self.ws
+            if ws is not None and ws.held:
+                # the app took every message that came before a frame that fails the
+                # connection, and answered them: now the failure
+                queue.extend(ws.release())
+                self._flush()
+                if not ws.open:
+                    self._closing()
+                self._update_reading()
+            if not queue:
+                return None
         data = queue.popleft()
         if self._read_paused and len(queue) < self._settings.max_queue:
             self._update_reading()
@@ -215,14 +226,15 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         assert ws is not None
-        self._ctx.bytes_in += len(data)
+        if self._counts_bytes:
+            self._ctx.bytes_in += len(data)
         messages = ws.receive_data(data)
         self._flush()
         if messages:
             queue = self._queue
             queue.extend(messages)
             self._wake()
-            if len(queue) >= self._settings.max_queue:
+            if len(queue) >= self._settings.max_queue or ws.held:
                 self._update_reading()
         if ws.pong_received:
             ws.pong_received = False
@@ -314,7 +326,8 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
         for data in out:
             if data:
                 transport.write(data)
-                self._ctx.bytes_out += len(data)
+                if self._counts_bytes:
+                    self._ctx.bytes_out += len(data)
             elif not self._eof_sent:
                 # The library's "half-close now": the server closes TCP first (RFC 6455 §7.1.1)
                 # and then waits for the client's FIN; closing outright could reset unread input
@@ -343,7 +356,12 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
         transport = self.transport
         if transport is None or self._lost:
             return
-        pause = self._write_paused or len(self._queue) >= self._settings.max_queue
+        ws = self.ws
+        pause = (
+            self._write_paused
+            or len(self._queue) >= self._settings.max_queue
+            or (ws is not None and ws.held)
+        )
         if pause != self._read_paused:
             self._read_paused = pause
             if pause:

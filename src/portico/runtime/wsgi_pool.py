@@ -25,7 +25,6 @@ from __future__ import annotations
 import _thread
 import asyncio
 import contextlib
-import logging
 import os
 import queue
 import stat
@@ -36,9 +35,8 @@ from typing import IO, Any
 from portico.errors import AppError
 from portico.gateways.stream import ClientDisconnected, Stream
 from portico.gateways.wsgi import WSGIApp, base_environ, run_wsgi
+from portico.logs import error_log as log
 from portico.protocols.events import Headers
-
-log = logging.getLogger("portico.error")
 
 _ERROR_BODY = b"Internal Server Error\n"
 _ERROR_HEADERS: Headers = [
@@ -84,7 +82,7 @@ class ThreadStream:
         self._error: BaseException | None = None
         # the last write of the response, sent with the end of the request (one hand-off);
         # True once send_file completed the response itself
-        self._final: tuple[int, Headers, bytes] | bytes | bool | None = None
+        self._final: tuple[int, Headers, bytes, bytes] | bytes | bool | None = None
 
     @property
     def disconnected(self) -> bool:
@@ -114,13 +112,15 @@ class ThreadStream:
         self._body = b""
         return body
 
-    def start(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
+    def start(
+        self, status: int, headers: Headers, body: bytes, end: bool, reason: bytes = b""
+    ) -> None:
         if self.stream.disconnected:
             raise ClientDisconnected("client disconnected")
         if end:
-            self._final = (status, headers, body)
+            self._final = (status, headers, body, reason)
         else:
-            self._call(self._loop_start, status, headers, body)
+            self._call(self._loop_start, status, headers, body, reason)
 
     def write(self, body: bytes, end: bool) -> None:
         if self.stream.disconnected:
@@ -130,7 +130,14 @@ class ThreadStream:
         else:
             self._call(self._loop_write, body)
 
-    def send_file(self, status: int, headers: Headers, file: IO[bytes], length: int | None) -> bool:
+    def send_file(
+        self,
+        status: int,
+        headers: Headers,
+        file: IO[bytes],
+        length: int | None,
+        reason: bytes = b"",
+    ) -> bool:
         """Head, then the file from its position through ``Stream.send_file``; ``False`` if it
         cannot be (no real descriptor, not a regular file, shorter than ``length``): nothing
         was sent."""
@@ -150,7 +157,7 @@ class ThreadStream:
             return False  # the block path reports the short body as the app's error
         if self.stream.disconnected:
             raise ClientDisconnected("client disconnected")
-        self._call(self._loop_send_file, status, headers, fd, offset, length)
+        self._call(self._loop_send_file, status, headers, fd, offset, length, reason)
         self._final = True
         return True
 
@@ -191,9 +198,9 @@ class ThreadStream:
         else:
             waiter.add_done_callback(self._release)
 
-    def _loop_start(self, status: int, headers: Headers, body: bytes) -> None:
+    def _loop_start(self, status: int, headers: Headers, body: bytes, reason: bytes) -> None:
         try:
-            waiter = self.stream.start(status, headers, body, False)
+            waiter = self.stream.start(status, headers, body, False, reason)
         except BaseException as exc:
             self._error = exc
             self._wake.release()
@@ -209,12 +216,12 @@ class ThreadStream:
             return
         self._after(waiter)
 
-    def _loop_send_file(
-        self, status: int, headers: Headers, fd: int, offset: int, length: int
+    def _loop_send_file(  # noqa: PLR0917 -- the thread's arguments, passed through
+        self, status: int, headers: Headers, fd: int, offset: int, length: int, reason: bytes
     ) -> None:
         stream = self.stream
         try:
-            stream.start(status, headers, b"", False)
+            stream.start(status, headers, b"", False, reason)
         except BaseException as exc:
             self._error = exc
             self._wake.release()
@@ -227,14 +234,14 @@ class ThreadStream:
             self._error = task.exception()
         self._wake.release()
 
-    def _loop_finish(self, final: tuple[int, Headers, bytes] | bytes | bool | None) -> None:
+    def _loop_finish(self, final: tuple[int, Headers, bytes, bytes] | bytes | bool | None) -> None:
         stream = self.stream
         try:
             if final is True or stream.disconnected:
                 pass  # send_file ended the response, or there is nobody to answer
             elif type(final) is tuple:
                 try:
-                    stream.start(final[0], final[1], final[2], True)
+                    stream.start(final[0], final[1], final[2], True, final[3])
                 except AppError as exc:
                     # refused before anything was written: the client still gets a 500
                     log.error("%s", exc)

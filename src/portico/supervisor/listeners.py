@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import socket
 from collections.abc import MutableMapping
+from typing import TYPE_CHECKING
 
+from portico.config.kinds import bind_protocol
 from portico.errors import StartupError
-from portico.runtime.binds import create_socket, parse_bind, systemd_sockets
+from portico.logs import error_log as log
+from portico.runtime.binds import create_socket, describe, parse_bind, systemd_sockets
+
+if TYPE_CHECKING:
+    from portico.config import Config
 
 __all__ = ["INHERIT_ENV", "Listeners"]
 
 INHERIT_ENV = "PORTICO_INHERIT"
-
-log = logging.getLogger("portico.error")
 
 
 class Listeners:
@@ -60,7 +63,11 @@ class Listeners:
         try:
             if activated:
                 log.info("using %d socket(s) from systemd socket activation", len(activated))
-                self.shared = [(f"fd://{sock.fileno()}", sock) for sock in activated]
+                # a bind naming the fd keeps its protocol (``--bind uwsgi:fd://3``)
+                named = {parse_bind(spec)[2]: spec for spec in binds if parse_bind(spec)[0] == "fd"}
+                self.shared = [
+                    (named.get(sock.fileno(), f"fd://{sock.fileno()}"), sock) for sock in activated
+                ]
                 return
             for spec in binds:
                 kind = parse_bind(spec)[0]
@@ -72,7 +79,7 @@ class Listeners:
                     sock = create_socket(spec, backlog, dual_stack=dual_stack, umask=umask)
                 self.shared.append((spec, sock))
                 if kind == "unix":
-                    self.unix_paths.append(spec[5:])
+                    self.unix_paths.append(parse_bind(spec)[1])
         except BaseException:
             self.close()
             raise
@@ -138,6 +145,12 @@ class Listeners:
         """One socket per address, with its spec, for the "serving on" lines."""
         specs = [spec for spec, _ in self.grouped]
         return [*self.shared, *zip(specs, self.slots.get(0, []), strict=False)]
+
+    def log_serving(self, name: str, config: Config) -> None:
+        """The "serving on" line of each address, as the server is ready."""
+        for spec, sock in self.describe_for_log():
+            described = describe(sock, config.tls_for(spec), bind_protocol(spec)[0])
+            log.info("Portico serving %s on %s", name, described)
 
     def close(self, *, unlink: bool = True) -> None:
         for sock in self.all():

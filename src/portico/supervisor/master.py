@@ -19,7 +19,7 @@ worker more/less, USR1 reopen logs, USR2 start a new master that inherits the so
 from __future__ import annotations
 
 import contextlib
-import logging
+import functools
 import os
 import selectors
 import signal
@@ -29,17 +29,19 @@ from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING
 
 from portico import logs
+from portico.config.hooks import CfgView, Hooks, ServerView, WorkerHooks, WorkerView
 from portico.errors import EXIT_OK, StartupError
-from portico.runtime.binds import describe
+from portico.logs import error_log as log
 from portico.supervisor.listeners import Listeners
 from portico.supervisor.metrics import MasterMetrics
 from portico.supervisor.notify import Notifier
 from portico.supervisor.process import (
+    MASTER_SIGNALS,
     Boot,
     PidFile,
     Worker,
     describe_exit,
-    rss_mib,
+    overdue,
     run_worker,
 )
 from portico.supervisor.reloader import Watcher
@@ -49,11 +51,10 @@ from portico.worker.link import BEAT, READY, RETIRE, STATS, MasterLink, parse
 
 if TYPE_CHECKING:
     from portico.config import Config
+    from portico.supervisor.environment import Identity
     from portico.supervisor.exporter import MetricsEndpoint
 
 __all__ = ["Boot", "Master"]
-
-log = logging.getLogger("portico.error")
 
 
 # How often the loop looks at the workers when nothing wakes it.
@@ -64,9 +65,9 @@ ABORT_GRACE = 2.0
 STOP_MARGIN = 5.0
 # After SIGQUIT (fast stop), how long a worker gets before SIGKILL.
 FAST_STOP_GRACE = 3.0
-# A worker that dies sooner than this after it started counts as a failed start (backoff).
-SHORT_LIFE = 5.0
-MAX_BACKOFF = 30.0
+# A worker that dies sooner than this after it started counts as a failed start (backoff),
+# restarted after 0.5 s, 1 s, 2 s... up to MAX_BACKOFF.
+SHORT_LIFE, MAX_BACKOFF = 5.0, 30.0
 
 _EXIT_CODES_OF_BOOT = (2, 3, 4)
 
@@ -78,10 +79,17 @@ class Master:
         self,
         config: Config,
         boot: Boot,
-        reconfigure: Callable[[], Config],
+        reconfigure: Callable[[], tuple[Config, Hooks]],
         environ: MutableMapping[str, str] | None = None,
+        *,
+        hooks: Hooks | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.config = config
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.identity = identity
+        self.server = ServerView.of(config, os.getpid())  # the ``server`` of gunicorn's hooks
+        self.spawned = 0  # workers started so far: the next one's ``age``
         #: the configuration the running workers proved good; a failed reload falls back to it
         self.stable_config = config
         self.boot = boot
@@ -114,9 +122,10 @@ class Master:
 
     def run(self) -> int:
         config = self.config
-        set_title("master", config.app or "demo app")
+        set_title("master", config.proc_name or config.app or "demo app")
         self._install_signals()
         try:
+            self.hooks.call("on_starting", self.server)
             self.listeners = Listeners(
                 config.bind + config.insecure_bind,
                 config.backlog,
@@ -125,6 +134,9 @@ class Master:
                 umask=config.umask,
                 environ=self.environ,
             )
+            if self.identity is not None:
+                # the unix sockets belong to the workers' user, as with gunicorn
+                self.identity.chown(self.listeners.unix_paths)
             self.pid_file.write()
             if config.metrics_bind is not None:
                 try:  # prometheus_client is an extra, imported only for --metrics-bind
@@ -134,20 +146,24 @@ class Master:
                 self.exporter = MetricsEndpoint(
                     config.metrics_bind, self.selector, self.metrics, self.workers
                 )
+            self.hooks.call("when_ready", self.server)
             if config.reload:
                 self._start_watcher()
             for slot in range(self.target):
                 self._spawn(slot)
             while self.workers or not self.stopping:
                 self._wait()
-                self._reap()
+                # signals first: a SIGTERM sent to the whole group (systemd's control-group
+                # kill, timeout(1)) reaches the workers too, and their exits are no deaths
                 self._handle_signals()
+                self._reap()
                 self._check_workers()
                 if not self.stopping:
                     self._advance_replacements()
                     self._fill_vacancies()
         finally:
             self._cleanup()
+            self.hooks.call("on_exit", self.server)
         return self.exit_code
 
     def _wait(self) -> None:
@@ -171,17 +187,7 @@ class Master:
         os.set_blocking(self.wake_w, False)
         self.selector.register(self.wake_r, selectors.EVENT_READ)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for signum in (
-            signal.SIGTERM,
-            signal.SIGINT,
-            signal.SIGQUIT,
-            signal.SIGHUP,
-            signal.SIGTTIN,
-            signal.SIGTTOU,
-            signal.SIGUSR1,
-            signal.SIGUSR2,
-            signal.SIGCHLD,
-        ):
+        for signum in MASTER_SIGNALS:
             signal.signal(signum, self._queue_signal)
 
     def _queue_signal(self, signum: int, frame: object) -> None:
@@ -196,6 +202,9 @@ class Master:
         self.vacant.pop(slot, None)
         sockets = self.listeners.for_slot(slot)
         config = self.config
+        view = WorkerView(self.spawned, CfgView(config), self.pid)
+        self.spawned += 1
+        self.hooks.call("pre_fork", self.server, view)
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is the worker's
@@ -207,12 +216,18 @@ class Master:
             # another slot's socket held here would stay open after SIGTTOU drops it
             others = [sock for sock in self.listeners.all() if sock.fileno() not in keep]
             self.selector.close()
-            run_worker(self.boot, config, sockets, MasterLink(write_end, self.pid), private, others)
+            link, hooks = (
+                MasterLink(write_end, self.pid),
+                WorkerHooks(self.hooks, self.server, view),
+            )
+            run_worker(self.boot, config, sockets, link, private, others, hooks, self.identity)
         os.close(write_end)
         os.set_blocking(read_end, False)
         now = time.monotonic()
-        worker = Worker(pid=pid, slot=slot, fd=read_end, started=now, last_seen=now)
+        view.pid = pid
+        worker = Worker(pid=pid, slot=slot, fd=read_end, started=now, last_seen=now, view=view)
         self.workers[pid] = worker
+        self.server.WORKERS[pid] = view
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         self.metrics.starts += 1
         log.debug("started worker %d in slot %d", pid, slot)
@@ -252,15 +267,14 @@ class Master:
     def _on_ready(self, worker: Worker, name: str) -> None:
         worker.ready_at = time.monotonic()
         worker.name = name
+        if worker.view is not None:
+            worker.view.booted = True
         if self.replacing is not None and self.replacing[1] is worker:
             self.stable_config = self.config
         if not self.announced and self._count_ready() >= self.target:
             self.announced = True
             assert self.listeners is not None
-            for spec, sock in self.listeners.describe_for_log():
-                log.info(
-                    "Portico serving %s on %s", name, describe(sock, self.config.tls_for(spec))
-                )
+            self.listeners.log_serving(name, self.config)
             log.info(
                 "master %d: %d worker(s) ready: %s",
                 self.pid,
@@ -282,7 +296,8 @@ class Master:
             return
         now = time.monotonic()
         worker.stopping_at = now
-        grace = FAST_STOP_GRACE if fast else self.config.graceful_timeout + STOP_MARGIN
+        drain = self.config.shutdown_delay + self.config.graceful_timeout
+        grace = FAST_STOP_GRACE if fast else drain + STOP_MARGIN
         deadline = now + grace
         worker.kill_at = deadline if worker.kill_at is None else min(worker.kill_at, deadline)
         self._signal(worker, signal.SIGQUIT if fast else signal.SIGTERM)
@@ -313,6 +328,10 @@ class Master:
             pass  # its last words (the final metrics) may still wait in the pipe
         self.metrics.exited(worker, code)
         self._close_pipe(worker)
+        view = self.server.WORKERS.pop(worker.pid, None)
+        if view is not None:
+            view.alive = False
+            self.hooks.call("child_exit", self.server, view)
         how = describe_exit(code)
         if worker.stopping_at is not None:
             log.debug("worker %d stopped (%s)", worker.pid, how)
@@ -366,37 +385,17 @@ class Master:
 
     def _check_workers(self) -> None:
         now = time.monotonic()
-        timeout = self.config.timeout
-        limit = self.config.max_worker_memory
-        for worker in list(self.workers.values()):
-            if worker.kill_at is not None and now >= worker.kill_at:
-                log.error("worker %d did not exit in time; killing it", worker.pid)
-                self._signal(worker, signal.SIGKILL)
-                worker.kill_at = now + ABORT_GRACE  # repeat if SIGKILL was somehow missed
-            elif timeout and not worker.aborted and now - worker.last_seen > timeout:
-                log.error(
-                    "worker %d silent for %.0fs (--timeout %g); aborting it, stacks follow",
-                    worker.pid,
-                    now - worker.last_seen,
-                    timeout,
-                )
-                worker.aborted = True
-                self.metrics.heartbeat_timeouts += 1
-                worker.kill_at = now + ABORT_GRACE
-                self._signal(worker, signal.SIGABRT)
-            elif (
-                limit
-                and worker.ready_at is not None
-                and worker.stopping_at is None
-                and not worker.queued
-                and rss_mib(worker.pid) > limit
-            ):
-                log.warning(
-                    "worker %d uses more than %d MiB (--max-worker-memory); replacing it",
-                    worker.pid,
-                    limit,
-                )
-                self._queue_replacement(worker)
+        kill, abort, replace = overdue(self.workers.values(), self.config, now)
+        for worker in kill:
+            self._signal(worker, signal.SIGKILL)
+            worker.kill_at = now + ABORT_GRACE  # repeat if SIGKILL was somehow missed
+        for worker in abort:
+            worker.aborted = True
+            self.metrics.heartbeat_timeouts += 1
+            worker.kill_at = now + ABORT_GRACE
+            self._signal(worker, signal.SIGABRT)
+        for worker in replace:
+            self._queue_replacement(worker)
 
     # --- replacement, scaling, reload --------------------------------------------------
 
@@ -448,10 +447,13 @@ class Master:
     def _reload(self, reason: str, *, reread: bool) -> None:
         if reread:
             try:
-                config = self.reconfigure()
+                config, hooks = self.reconfigure()
             except StartupError as error:
                 log.error("SIGHUP: the new configuration is invalid, keeping the old: %s", error)
                 return
+            self.hooks = hooks
+            self.server.cfg = CfgView(config)
+            self.hooks.call("on_reload", self.server)
             if (
                 config.bind != self.config.bind
                 or config.insecure_bind != self.config.insecure_bind
@@ -482,6 +484,8 @@ class Master:
     def _scale(self, target: int) -> None:
         if target == self.target:
             return
+        self.hooks.call("nworkers_changed", self.server, target, self.target)
+        self.server.num_workers = target
         if target > self.target:
             used = {w.slot for w in self.workers.values() if w.stopping_at is None}
             used |= set(self.vacant)
@@ -532,11 +536,15 @@ class Master:
                     log.warning("SIGTTOU: already at one worker")
             elif signum == signal.SIGUSR1:
                 logs.reopen()
+                if self.config.capture_output and self.config.log_file not in (None, "-"):
+                    logs.capture_output(self.config.log_file)
                 for worker in self.workers.values():
                     self._signal(worker, signal.SIGUSR1)
                 log.info("log files reopened")
-            elif signum == signal.SIGUSR2 and self.listeners is not None:
-                self.upgrade.start(self.listeners, self.environ)
+            elif signum == signal.SIGUSR2:
+                assert self.listeners is not None
+                pre_exec = functools.partial(self.hooks.call, "pre_exec", self.server)
+                self.upgrade.start(self.listeners, self.environ, pre_exec)
 
     def _begin_stop(self, how: str) -> None:
         fast = how == "fast"
@@ -572,8 +580,6 @@ class Master:
         for change in changes:
             if not self.stopping:
                 self._reload(f"--reload: {change} changed", reread=False)
-
-    # --- the rest ---------------------------------------------------------------------
 
     def _cleanup(self) -> None:
         for worker in list(self.workers.values()):  # only on an unexpected error in the loop

@@ -7,15 +7,14 @@ for it would add more than it saves.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
 from collections.abc import Mapping
 
-__all__ = ["Notifier"]
+from portico.logs import error_log as log
 
-log = logging.getLogger("portico.error")
+__all__ = ["Notifier"]
 
 
 class Notifier:

@@ -16,32 +16,37 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 from portico.errors import StartupError
+from portico.logs import error_log as log
 from portico.supervisor.title import set_title
 
 if TYPE_CHECKING:
     from portico.config import Config
+    from portico.config.hooks import WorkerHooks, WorkerView
+    from portico.supervisor.environment import Identity
     from portico.worker.link import MasterLink
 
 __all__ = [
+    "MASTER_SIGNALS",
     "Boot",
     "PidFile",
     "Worker",
     "alive",
     "describe_exit",
     "exec_new_master",
+    "overdue",
     "read_pid",
     "rss_mib",
     "run_worker",
 ]
 
-#: ``boot(config, sockets, link)`` runs a worker inside the forked child, with each listening
-#: socket and the bind spec it came from; returns the worker's exit code
-Boot = Callable[["Config", list[tuple[str, socket.socket]], "MasterLink"], int]
+#: ``boot(config, sockets, link, hooks)`` runs a worker inside the forked child, with each
+#: listening socket and the bind spec it came from; returns the worker's exit code
+Boot = Callable[["Config", list[tuple[str, socket.socket]], "MasterLink", "WorkerHooks"], int]
 
 
 @dataclass(eq=False)
@@ -64,6 +69,60 @@ class Worker:
     exited: bool = False
     #: the worker's last metrics report (``--metrics-bind``): key -> total or level
     stats: dict[str, float] = field(default_factory=dict)
+    #: the ``worker`` of gunicorn's hooks
+    view: WorkerView | None = None
+
+
+#: The signals the master acts on (its loop, not the handler, does the work).
+MASTER_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCHLD,
+)
+
+
+def overdue(
+    workers: Iterable[Worker], config: Config, now: float
+) -> tuple[list[Worker], list[Worker], list[Worker]]:
+    """The workers to kill (past their exit deadline), to abort (silent past ``--timeout``) and
+    to replace (past ``--max-worker-memory``), each logged once here."""
+    kill: list[Worker] = []
+    abort: list[Worker] = []
+    replace: list[Worker] = []
+    timeout = config.timeout
+    limit = config.max_worker_memory
+    for worker in list(workers):
+        if worker.kill_at is not None and now >= worker.kill_at:
+            log.error("worker %d did not exit in time; killing it", worker.pid)
+            kill.append(worker)
+        elif timeout and not worker.aborted and now - worker.last_seen > timeout:
+            log.error(
+                "worker %d silent for %.0fs (--timeout %g); aborting it, stacks follow",
+                worker.pid,
+                now - worker.last_seen,
+                timeout,
+            )
+            abort.append(worker)
+        elif (
+            limit
+            and worker.ready_at is not None
+            and worker.stopping_at is None
+            and not worker.queued
+            and rss_mib(worker.pid) > limit
+        ):
+            log.warning(
+                "worker %d uses more than %d MiB (--max-worker-memory); replacing it",
+                worker.pid,
+                limit,
+            )
+            replace.append(worker)
+    return kill, abort, replace
 
 
 def run_worker(  # noqa: PLR0917 -- one call site, in the forked child
@@ -73,9 +132,13 @@ def run_worker(  # noqa: PLR0917 -- one call site, in the forked child
     link: MasterLink,
     private_fds: list[int],
     other_sockets: list[socket.socket],
+    hooks: WorkerHooks,
+    identity: Identity | None,
 ) -> NoReturn:
-    """In a forked child: drop the master's state, run the worker, never return."""
+    """In a forked child: drop the master's state, become the workers' user, run the worker,
+    never return."""
     code = 1
+    hooks.worker.pid = os.getpid()
     try:
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
@@ -91,8 +154,11 @@ def run_worker(  # noqa: PLR0917 -- one call site, in the forked child
                 with contextlib.suppress(OSError):
                     os.close(fd)
         os.environ.pop("NOTIFY_SOCKET", None)  # only the master speaks to systemd
-        set_title("worker", config.app or "demo app")
-        code = boot(config, sockets, link)
+        set_title("worker", config.proc_name or config.app or "demo app")
+        hooks.call("post_fork")  # as root, as in gunicorn: before the identity changes
+        if identity is not None:
+            identity.take_on()  # before the app is imported: its code never runs as root
+        code = boot(config, sockets, link, hooks)
     except StartupError as error:
         print(f"portico: error: {error}", file=sys.stderr)
         code = error.exit_code
@@ -101,6 +167,9 @@ def run_worker(  # noqa: PLR0917 -- one call site, in the forked child
     except BaseException:
         traceback.print_exc()
     finally:
+        with contextlib.suppress(BaseException):
+            hooks.worker.alive = False
+            hooks.call("worker_exit")
         logging.shutdown()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
@@ -109,13 +178,17 @@ def run_worker(  # noqa: PLR0917 -- one call site, in the forked child
 
 
 def exec_new_master(
-    entries: list[tuple[str, int | None, socket.socket]], env: dict[str, str]
+    entries: list[tuple[str, int | None, socket.socket]],
+    env: dict[str, str],
+    pre_exec: Callable[[], None],
 ) -> int:
-    """Fork and exec this command line again, the listening sockets inherited (``SIGUSR2``)."""
+    """Fork and exec this command line again, the listening sockets inherited (``SIGUSR2``);
+    ``pre_exec`` runs in the child first (gunicorn's hook of that name)."""
     argv = [sys.executable, *sys.orig_argv[1:]]
     pid = os.fork()
     if pid == 0:  # pragma: no cover - replaced by exec
         try:
+            pre_exec()
             signal.set_wakeup_fd(-1)
             for _, _, sock in entries:
                 os.set_inheritable(sock.fileno(), True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import logging
 import os
 import signal
 import sys
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
+from portico.logs import error_log as log
 from portico.worker.link import parse
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PathFilter", "Watcher", "start_watcher"]
 
-log = logging.getLogger("portico.error")
 
 # watchfiles waits this long for a burst of writes (an editor saving, git checkout) to settle
 DEBOUNCE_MS = 300

@@ -8,7 +8,7 @@ master's loop, which only tells this when the signal comes and when the new mast
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 
 from portico.supervisor.listeners import INHERIT_ENV, Listeners, inherit_env
 from portico.supervisor.process import PidFile, alive, exec_new_master
@@ -27,15 +27,21 @@ class Upgrade:
         #: the new master's process id while it runs (0: none)
         self.pid = 0
 
-    def start(self, listeners: Listeners, environ: MutableMapping[str, str]) -> None:
-        """Start a new master from the same command line; it inherits ``listeners``."""
+    def start(
+        self,
+        listeners: Listeners,
+        environ: MutableMapping[str, str],
+        pre_exec: Callable[[], None],
+    ) -> None:
+        """Start a new master from the same command line; it inherits ``listeners``.
+        ``pre_exec`` runs in the child just before the exec (gunicorn's ``pre_exec`` hook)."""
         if self.pid:
             log.warning("SIGUSR2: a new master (%d) is already running", self.pid)
             return
         entries = listeners.inheritable()
         env = dict(environ)
         env[INHERIT_ENV] = inherit_env(entries)
-        self.pid = exec_new_master(entries, env)
+        self.pid = exec_new_master(entries, env, pre_exec)
         log.info(
             "SIGUSR2: started a new master %d; stop this one (%d) when it serves",
             self.pid,

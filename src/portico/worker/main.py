@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from portico import logs
+from portico.config.kinds import bind_protocol
 from portico.errors import EXIT_OK, ConfigError, StartupError
 from portico.gateways.lifespan import Lifespan
 from portico.gateways.loader import LoadedApp, load_app
 from portico.gateways.static import StaticFiles
+from portico.logs import error_log as log
 from portico.runtime.context import WorkerContext
 from portico.runtime.router import Mount, Router
 from portico.runtime.server import Listener, Server
@@ -36,8 +38,8 @@ from portico.worker.link import MasterLink
 
 if TYPE_CHECKING:
     from portico.config import Config
+    from portico.config.hooks import WorkerHooks
 
-log = logging.getLogger("portico.error")
 
 FAST_SHUTDOWN_TIMEOUT = 1.0
 
@@ -107,31 +109,48 @@ def serve(
     sockets: list[tuple[str, socket.socket]],
     link: MasterLink,
     preloaded: LoadedApps | None = None,
+    hooks: WorkerHooks | None = None,
 ) -> int:
     """Load the app(s), serve on ``sockets`` (each with its bind spec) until a signal says
     stop. Returns the exit code."""
-    _enable_stack_dumps()
+    _enable_stack_dumps(hooks)
     apps = preloaded if preloaded is not None else load(config)
-    listeners = [Listener(sock, config.tls_for(spec)) for spec, sock in sockets]
+    if hooks is not None:
+        hooks.call("post_worker_init")
+    listeners = [
+        Listener(sock, config.tls_for(spec), bind_protocol(spec)[0]) for spec, sock in sockets
+    ]
     pools = wsgi_pools(config, apps)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
-            code = runner.run(_serve(config, apps, pools, listeners, link))
+            code = runner.run(_serve(config, apps, pools, listeners, link, hooks))
     finally:
         busy = sum(pool.shutdown() for pool in pools.values())
     return _exit(code, busy)
 
 
-def _enable_stack_dumps() -> None:
+def _enable_stack_dumps(hooks: WorkerHooks | None) -> None:
     # SIGABRT from the master (--timeout) dumps every thread's stack to the error log: the
     # only way to see where a hung worker is stuck. faulthandler writes from the signal
     # handler itself, so it works while the event loop is blocked.
     faulthandler.enable(file=logs.error_stream(), all_threads=True)
+    if hooks is not None and hooks.has("worker_abort"):
+        # gunicorn's worker_abort runs Python on SIGABRT, so the dump moves into a Python
+        # handler: it runs when the main thread next runs bytecode (a hung C call is still
+        # ended by the master's SIGKILL two seconds later)
+        def on_abort(signum: int, frame: object) -> None:
+            faulthandler.dump_traceback(file=logs.error_stream(), all_threads=True)
+            hooks.call("worker_abort")
+            os._exit(1)
+
+        signal.signal(signal.SIGABRT, on_abort)
 
 
-def _reopen_logs() -> None:
+def _reopen_logs(config: Config, hooks: WorkerHooks | None) -> None:
     logs.reopen()
-    _enable_stack_dumps()  # faulthandler holds the old file's descriptor
+    if config.capture_output and config.log_file not in (None, "-"):
+        logs.capture_output(config.log_file)
+    _enable_stack_dumps(hooks)  # faulthandler holds the old file's descriptor
 
 
 def _exit(code: int, busy: int) -> int:
@@ -194,12 +213,13 @@ def worker_context(
     return ctx
 
 
-async def _serve(
+async def _serve(  # noqa: PLR0917 -- private
     config: Config,
     apps: LoadedApps,
     pools: dict[str, WSGIPool],
     listeners: list[Listener],
     link: MasterLink,
+    hooks: WorkerHooks | None,
 ) -> int:
     """The apps and their lifespans (ASGI only: a WSGI app has none), one mount each."""
     loop = asyncio.get_running_loop()
@@ -214,7 +234,9 @@ async def _serve(
         settings = tls_settings(config)
         return Server(ctx, load_tls(settings) if settings is not None else None)
 
-    return await _run(config, listeners, list(lifespans.values()), make_server, apps.name, link)
+    return await _run(
+        config, listeners, list(lifespans.values()), make_server, apps.name, link, hooks
+    )
 
 
 async def _run(  # noqa: PLR0917 -- private
@@ -224,12 +246,21 @@ async def _run(  # noqa: PLR0917 -- private
     make_server: Callable[[], Server],
     name: str,
     link: MasterLink,
+    hooks: WorkerHooks | None,
 ) -> int:
     """Start the apps, serve until a signal says stop, drain, stop the apps."""
     loop = asyncio.get_running_loop()
     server = make_server()  # first: a certificate that no longer loads stops us before the apps
-    for lifespan in lifespans:
-        await lifespan.startup()
+    started: list[Lifespan] = []
+    try:
+        for lifespan in lifespans:
+            await lifespan.startup()
+            started.append(lifespan)
+    except BaseException:
+        # a later mount's startup failed: the apps already started get their shutdown
+        for lifespan in reversed(started):
+            await lifespan.shutdown()
+        raise
     await server.start(listeners)
     # Everything allocated so far (the app, its imports, our modules) lives for the whole
     # process: move it out of the collector's sight so collections triggered by per-request
@@ -241,19 +272,24 @@ async def _run(  # noqa: PLR0917 -- private
     # cuts that work while still bounding cyclic garbage.
     gc.set_threshold(20_000, 20, 20)
     stop = loop.create_future()
+    hurry: asyncio.Future[None] = loop.create_future()  # cuts --shutdown-delay short
     requested: list[int] = []
 
     def on_signal(signum: int) -> None:
+        if hooks is not None and signum in (signal.SIGINT, signal.SIGQUIT):
+            hooks.call("worker_int")  # gunicorn's moment: the worker was told to stop fast
         requested.append(signum)
         if not stop.done():
             stop.set_result(signum)
-        elif len(requested) > 1 and signum == signal.SIGINT:
+        elif signum != signal.SIGTERM and not hurry.done():
+            hurry.set_result(None)
+        if len(requested) > 1 and signum == signal.SIGINT:
             # a second Ctrl-C: stop waiting for requests in flight
             server.ctx.abort_all()
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
+    loop.add_signal_handler(signal.SIGUSR1, _reopen_logs, config, hooks)
     heartbeat = Heartbeat(config, server, link, loop, lambda: on_signal(signal.SIGTERM))
     link.ready(name)
     log.debug("worker %d ready", os.getpid())
@@ -265,6 +301,15 @@ async def _run(  # noqa: PLR0917 -- private
         signal.Signals(signum).name,
         " gracefully" if graceful else "",
     )
+    if graceful and config.shutdown_delay:
+        # keep serving while --health-path says 503, so load balancers stop sending first
+        server.ctx.draining = True
+        log.info(
+            "worker %d: serving %gs more (--shutdown-delay)",
+            os.getpid(),
+            config.shutdown_delay,
+        )
+        await asyncio.wait({hurry}, timeout=config.shutdown_delay)
     await server.shutdown(config.graceful_timeout if graceful else FAST_SHUTDOWN_TIMEOUT)
     for lifespan in reversed(lifespans):
         await lifespan.shutdown()
