@@ -181,6 +181,27 @@ def test_data_frames_follow_the_peer_max_frame_size() -> None:
     assert sizes == [20000, 20000, 10000]
 
 
+def test_a_large_body_is_framed_as_views_of_the_apps_bytes() -> None:
+    """Framing copies nothing: each DATA frame's payload is a view of the app's buffer, handed
+    out as parts for a vectored write; the parts still make the frames the client reads."""
+    pair = Pair(h2_limits(), initial_window_size=1 << 20)
+    pair.client.increment_flow_control_window(1 << 20)
+    stream_id = pair.request()
+    pair.to_server()
+    pair.server.send_headers(stream_id, 200, [])
+    pair.server.data_to_send()  # the head
+    body = bytes(range(256)) * 400  # 100 KiB: seven 16 KiB frames
+    assert pair.server.send_data(stream_id, body, end_stream=True) == len(body)
+    parts = pair.server.take_output()
+    views = [part for part in parts if isinstance(part, memoryview)]
+    assert len(views) == 7
+    assert all(view.obj is body for view in views)
+    data = [f for f in frames(b"".join(parts)) if isinstance(f, DataFrame)]
+    assert b"".join(f.data for f in data) == body
+    assert "END_STREAM" in data[-1].flags
+    assert pair.server.take_output() == []
+
+
 def test_initial_window_change_moves_open_streams() -> None:
     pair = Pair(initial_window_size=100)
     stream_id = pair.request()

@@ -61,7 +61,8 @@ class H2FlowControl:
 
     def __init__(self, limits: H2Limits) -> None:
         self._limits = limits
-        self._out: list[bytes] = []
+        #: frames and pieces of bodies (memoryviews of the app's bytes: framing copies nothing)
+        self._out: list[bytes | memoryview] = []
         self._control_bytes = 0
         self._max_control_bytes = limits.max_queued_control_bytes
         self._events: list[H2Event] = []
@@ -103,18 +104,20 @@ class H2FlowControl:
     # ------------------------------------------------------------------ output
 
     def data_to_send(self) -> bytes:
-        """Everything queued so far, as one ``bytes`` (one write, one copy of small frames).
-
-        One buffer rather than a list: most writes are a few small frames, for which one join is
-        cheaper than a ``writelines`` of many; large bodies are framed at most 16 KiB (or the
-        peer's frame size) at a time by the driver's own pacing anyway.
-        """
-        out = self._out
+        """Everything queued so far, as one ``bytes`` (see :meth:`take_output` for the parts)."""
+        out = self.take_output()
         if not out:
             return b""
-        self._out = []
-        self._control_bytes = 0
-        return out[0] if len(out) == 1 else b"".join(out)
+        return bytes(out[0]) if len(out) == 1 else b"".join(out)
+
+    def take_output(self) -> list[bytes | memoryview]:
+        """Everything queued so far, as the frames and body pieces it is made of, for a
+        ``writelines`` (vectored write) of large bodies without joining them into one copy."""
+        out = self._out
+        if out:
+            self._out = []
+            self._control_bytes = 0
+        return out
 
     def queue_control(self, frame: bytes) -> None:
         """A reply the client's frames asked for (ACKs, RST_STREAM): bounded while not taken."""
@@ -142,8 +145,9 @@ class H2FlowControl:
             return size
         taken = min(size, max(window, 0))
         pos = 0
+        view = memoryview(data)  # slices of a view share the app's buffer: no copy per frame
         while pos < taken:
-            piece = data[pos : pos + max_frame] if taken - pos > max_frame else data[pos:taken]
+            piece = view[pos : pos + max_frame] if taken - pos > max_frame else view[pos:taken]
             pos += len(piece)
             last = end_stream and pos == size
             out.append(frame_header(len(piece), DATA, END_STREAM if last else 0, stream_id))

@@ -38,6 +38,8 @@ __all__ = ["TLSConnection"]
 _READ_SIZE: Final = 64 * 1024
 # The first byte of a TLS record that starts a handshake (RFC 8446 §5.1, ContentType 22).
 _HANDSHAKE_RECORD: Final = 0x16
+# The most plaintext one TLS record carries (RFC 8446 §5.1): output up to this is joined into one.
+_RECORD: Final = 16 * 1024
 _SHUTDOWN_GRACE: Final = 1.0
 _LINGER_SECONDS: Final = 2.0
 _PLAIN_HTTP: Final = "plain HTTP request sent to the HTTPS port"
@@ -237,13 +239,32 @@ class TLSConnection(asyncio.Protocol):
         try:
             self._ssl.write(data)
         except ssl.SSLError as exc:
-            log.debug("%s: TLS error while writing: %s", self._peer(), exc.reason or exc)
-            self.abort()
+            self._write_failed(exc)
             return
         self._send()
 
     def writelines(self, chunks: Any) -> None:
-        self.write(b"".join(chunks))
+        parts = list(chunks)
+        if sum(map(len, parts)) <= _RECORD:
+            # small responses joined fill one TLS record instead of a record per piece
+            self.write(b"".join(parts))
+            return
+        # a large body: each piece is encrypted as it is (an HTTP/2 body's 16 KiB pieces are a
+        # TLS record each), then sent once, with no join that copies it all first
+        if self._state != _OPEN:
+            return
+        write = self._ssl.write
+        try:
+            for part in parts:
+                write(part)
+        except ssl.SSLError as exc:
+            self._write_failed(exc)
+            return
+        self._send()
+
+    def _write_failed(self, exc: ssl.SSLError) -> None:
+        log.debug("%s: TLS error while writing: %s", self._peer(), exc.reason or exc)
+        self.abort()
 
     def can_write_eof(self) -> bool:
         return True
