@@ -11,6 +11,12 @@ so drift falls on both alike. Each run is one worker pinned to CPU 0 with wrk
 (``-t1 -c64``) pinned to CPU 1, after a 1 s warm-up, as in ``bench/run.py``. The table gives
 each build's median req/s over the rounds, the spread (min-max), and B ÷ A.
 
+``--portico-arg`` goes to every side, ``--a-arg`` and ``--b-arg`` to one: the same build with
+two configurations is an A/B too (``--a X --b X --b-arg=--access-log-file --b-arg=/tmp/a.log``
+measures what the access log costs). ``--c`` (with ``--c-arg`` and a third label) adds a third
+side to the same rounds, so two costs are measured side by side against one baseline (each
+round runs A, B, C, then C, B, A…); each ratio is to A.
+
 Install the old build in a venv of its own, e.g. from a worktree of the old commit:
 ``git worktree add /tmp/old COMMIT && python3 -m venv /tmp/old/.venv &&
 /tmp/old/.venv/bin/pip install /tmp/old``. Both builds serve the same apps from this tree.
@@ -73,22 +79,33 @@ def main() -> int:
     p.add_argument("--scenarios", default="plaintext,json,1m,echo")
     p.add_argument("--apps", default="asgi,wsgi")
     p.add_argument("--portico-arg", action="append", default=[], metavar="ARG")
+    p.add_argument("--a-arg", action="append", default=[], metavar="ARG", help="A's only")
+    p.add_argument("--b-arg", action="append", default=[], metavar="ARG", help="B's only")
+    p.add_argument("--c", help="a third portico executable, measured in the same rounds")
+    p.add_argument("--c-arg", action="append", default=[], metavar="ARG", help="C's only")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "out")
     args = p.parse_args()
-    label_a, label_b = args.labels.split(",")
+    labels = args.labels.split(",")
+    sides = [(args.a, args.a_arg), (args.b, args.b_arg)] + (
+        [(args.c, args.c_arg)] if args.c else []
+    )
+    if len(labels) != len(sides):
+        p.error(f"--labels names {len(labels)} sides, but {len(sides)} are given")
+    label_a = labels[0]
     out: Path = args.out.resolve()
     (out / "logs").mkdir(parents=True, exist_ok=True)
     args.echo_script = wrk.write_echo_script(out)
     scenarios = [report.SCENARIOS[name] for name in args.scenarios.split(",")]
     apps = [APPS[name] for name in args.apps.split(",")]
-    builds = {label_a: args.a, label_b: args.b}
+    builds = {label: exe for label, (exe, _) in zip(labels, sides, strict=True)}
+    extras = {label: args.portico_arg + own for label, (_, own) in zip(labels, sides, strict=True)}
     # (app, scenario) -> build -> req/s of each round
     rates: dict[tuple[str, str], dict[str, list[float]]] = {}
     for round_ in range(args.rounds):
-        order = [label_a, label_b] if round_ % 2 == 0 else [label_b, label_a]
+        order = labels if round_ % 2 == 0 else labels[::-1]
         for app in apps:
             for label in order:
-                server_spec = spec(label, builds[label], app, args.portico_arg)
+                server_spec = spec(label, builds[label], app, extras[label])
                 log = out / "logs" / f"ab-{label}.log"
                 with servers.running(
                     server_spec, cpu=0, cwd=REPO_ROOT, log_path=log, ready_timeout_s=20
@@ -102,23 +119,33 @@ def main() -> int:
                             f"{label:<7} {rps:>10,.0f} req/s",
                             flush=True,
                         )
+    others = labels[1:]
     lines = [
         f"Interleaved A/B, {args.rounds} rounds, wrk -t1 -c{args.connections} "
         f"-d{args.duration}s, one worker on CPU 0, wrk on CPU 1",
         "",
-        f"| scenario | {label_a} req/s (min-max) | {label_b} req/s (min-max) | "
-        f"{label_b} ÷ {label_a} |",
-        "|---|---:|---:|---:|",
+        "| scenario | "
+        + " | ".join(f"{label} req/s (min-max)" for label in labels)
+        + " | "
+        + " | ".join(f"{label} ÷ {label_a}" for label in others)
+        + " |",
+        "|---|" + "---:|" * (len(labels) + len(others)),
     ]
     summary: dict[str, Any] = {}
     for (interface, name), by_build in rates.items():
-        a, b = by_build[label_a], by_build[label_b]
-        ratio = statistics.median(b) / statistics.median(a)
-        lines.append(
-            f"| {interface} {name} | {statistics.median(a):,.0f} ({min(a):,.0f}-{max(a):,.0f}) | "
-            f"{statistics.median(b):,.0f} ({min(b):,.0f}-{max(b):,.0f}) | {ratio:.3f} |"
-        )
-        summary[f"{interface} {name}"] = {label_a: a, label_b: b, "ratio": ratio}
+        a = by_build[label_a]
+        cells = [
+            f"{statistics.median(r):,.0f} ({min(r):,.0f}-{max(r):,.0f})"
+            for r in (by_build[label] for label in labels)
+        ]
+        entry: dict[str, Any] = {label: by_build[label] for label in labels}
+        ratios = []
+        for label in others:
+            ratio = statistics.median(by_build[label]) / statistics.median(a)
+            entry["ratio" if len(others) == 1 else f"ratio {label}"] = ratio
+            ratios.append(f"{ratio:.3f}")
+        lines.append(f"| {interface} {name} | " + " | ".join(cells + ratios) + " |")
+        summary[f"{interface} {name}"] = entry
     table = "\n".join(lines)
     print("\n" + table)
     (out / "ab.md").write_text(table + "\n", encoding="utf-8")

@@ -5,7 +5,12 @@ the figure (microseconds of CPU per request) is repeatable even on a busy machin
 working on the hot path; the comparison with other servers is ``bench/run.py``.
 
     python bench/hotpath.py [--requests 200000] [--connections 64] [--scenario plaintext|echo]
-                            [--profile]
+                            [--profile] [--portico-arg ARG ...]
+
+``--portico-arg`` gives the worker context settings as on the command line (repeatable), and the
+logs are configured from them as the server does, e.g. ``--portico-arg=--access-log-file
+--portico-arg=/tmp/access.log`` measures the access log written to a file, ``--portico-arg=
+--metrics-bind --portico-arg=127.0.0.1:9100`` the metrics (no master: only the worker's side).
 
 It also runs against builds from before the connection layer (``runtime.server.Server``), so
 that an interleaved A/B of two installs compares the same work.
@@ -57,7 +62,20 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [body]
 
 
-def make_driver(loop: asyncio.AbstractEventLoop, interface: str) -> Any:
+def make_config(args: list[str]) -> Config:
+    """The settings of ``--portico-arg``, with the logs configured from them as ``portico``
+    does (an older build without a setting refuses it)."""
+    if not args:
+        return Config()
+    from portico import logs  # noqa: PLC0415
+    from portico.config import resolve  # noqa: PLC0415
+
+    config = resolve(args, {}, lambda path: "", ".").config
+    logs.configure(config.log_level, config.access_log, config.log_file, config.access_log_file)
+    return config
+
+
+def make_driver(loop: asyncio.AbstractEventLoop, interface: str, config: Config) -> Any:
     """A driver factory for the installed build: the worker context, or the older Server."""
     from portico.runtime.wsgi_pool import WSGIPool  # noqa: PLC0415
 
@@ -68,9 +86,9 @@ def make_driver(loop: asyncio.AbstractEventLoop, interface: str) -> Any:
     except ImportError:  # a build from before the connection layer
         from portico.runtime.server import Server  # type: ignore[attr-defined]  # noqa: PLC0415
 
-        server = Server(Config(), app, loop, wsgi=pool)
+        server = Server(config, app, loop, wsgi=pool)
         return lambda: H1Driver(server)
-    ctx = WorkerContext(Config(), loop)
+    ctx = WorkerContext(config, loop)
     mount = Mount("/", None if pool else app, pool, "", {})
     ctx.dispatcher = Router(ctx, [mount], mounted=False)
     return lambda: H1Driver(ctx)
@@ -122,9 +140,11 @@ DONE = [0, 0]
 WAKE: list[asyncio.Future[None]] = []
 
 
-async def run(requests: int, connections: int, request: bytes, interface: str) -> float:
+async def run(
+    requests: int, connections: int, request: bytes, interface: str, config: Config
+) -> float:
     loop = asyncio.get_running_loop()
-    new_driver = make_driver(loop, interface)
+    new_driver = make_driver(loop, interface, config)
     drivers = []
     for _ in range(connections):
         driver = new_driver()
@@ -156,7 +176,9 @@ def main() -> None:
     parser.add_argument("--scenario", choices=("plaintext", "echo"), default="plaintext")
     parser.add_argument("--interface", choices=("asgi", "wsgi"), default="asgi")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--portico-arg", action="append", default=[], metavar="ARG")
     args = parser.parse_args()
+    config = make_config(args.portico_arg)
     try:
         import uvloop  # noqa: PLC0415 - optional
 
@@ -167,7 +189,7 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
     request = ECHO if args.scenario == "echo" else REQUEST
-    per_request = runner(run(args.requests, args.connections, request, args.interface))
+    per_request = runner(run(args.requests, args.connections, request, args.interface, config))
     if args.profile:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)

@@ -242,6 +242,7 @@ SAMPLES: Mapping[str, tuple[str, object]] = {
     "log_level": ("warning", "warning"),
     "log_file": ("e.log", "e.log"),
     "access_log_file": ("a.log", "a.log"),
+    "access_log_format": ('%(h)s "%(r)s" %(s)s', '%(h)s "%(r)s" %(s)s'),
     "workers": ("3", 3),
     "timeout": ("12", 12.0),
     "max_requests": ("500", 500),

@@ -13,7 +13,9 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "portico"
 LAYERS = ["errors", "logs", "config", "protocols", "gateways", "runtime", "worker", "supervisor"]
-LAYERS += ["cli"]
+# testing: an app called in process through the worker's own context and router (it imports
+# runtime and worker); call: the `portico call` command on top of it; cli dispatches to it
+LAYERS += ["testing", "call", "cli"]
 
 
 def module_name(path: Path) -> str:

@@ -247,10 +247,11 @@ def test_reload_waits_for_a_fix_when_the_app_never_started(
 
 
 def test_master_imports_no_http_code() -> None:
-    """DESIGN: the supervisor knows processes and signals, not HTTP."""
+    """DESIGN: the supervisor knows processes and signals, not HTTP; its metrics endpoint
+    (prometheus_client's exposition and a handler of its own) brings none in either."""
     code = (
         "import sys\n"
-        "import portico.cli, portico.supervisor.master\n"
+        "import portico.cli, portico.supervisor.master, portico.supervisor.exporter\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('portico.protocols', "
         "'portico.gateways', 'portico.runtime.http1', 'portico.runtime.server', "
         "'portico.worker.main', 'httptools', 'uvloop', 'asyncio')))\n"

@@ -132,7 +132,13 @@ def _check_headers(config: Config) -> None:
 
 
 def _configure_logs(config: Config, hooks: Hooks, identity: Identity | None) -> None:
-    logs.configure(config.log_level, config.access_log, config.log_file, config.access_log_file)
+    logs.configure(
+        config.log_level,
+        config.access_log,
+        config.log_file,
+        config.access_log_file,
+        config.log_format,
+    )
     logs.apply_config(config.log_config, hooks.logconfig_dict)
     files = [path for path in (config.log_file, config.access_log_file) if path not in (None, "-")]
     if identity is not None:
@@ -143,10 +149,13 @@ def _configure_logs(config: Config, hooks: Hooks, identity: Identity | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``portico`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["call"]:  # an app module named call is given as call:app
+        from portico.call import main as call  # noqa: PLC0415 -- it loads the runtime
+
+        return call(args[1:])
     try:
-        resolved = resolve(
-            sys.argv[1:] if argv is None else argv, os.environ, _read_text, os.getcwd()
-        )
+        resolved = resolve(args, os.environ, _read_text, os.getcwd())
         for warning in resolved.warnings:
             print(f"portico: warning: {warning}", file=sys.stderr)
         if resolved.action == "help":
@@ -160,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if resolved.action == "check_config":
             return _check(resolved)
-        return _serve(resolved, sys.argv[1:] if argv is None else argv)
+        return _serve(resolved, args)
     except StartupError as error:
         return _fail(error)
     except KeyboardInterrupt:

@@ -1,8 +1,12 @@
 """Observability: the error log, the access log, and making client text safe to log.
 
-This is a small interface the layers call, not a logger subclass. Two stdlib loggers carry the
-output — ``portico.error`` and ``portico.access`` — so an embedding program can route them like any
-other. A disabled access log costs the caller one attribute check::
+This is a small interface the layers call, not a logger subclass. The error log is the stdlib
+logger ``portico.error`` (text lines, or one JSON object per line with ``--log-format json``), so
+an embedding program can route it like any other. Access-log lines go to an :class:`AccessSink`:
+once :func:`configure` has run, a writer to the file or stderr, to which the worker hands its lines
+in batches (one ``write`` for many lines, never one per request); before that, the stdlib logger
+``portico.access``. A disabled access log costs the caller one
+attribute check::
 
     if access.enabled:
         access.log(...)
@@ -28,7 +32,9 @@ from portico.errors import StartupError
 __all__ = [
     "ACCESS_LOGGER",
     "ERROR_LOGGER",
-    "AccessLog",
+    "AccessSink",
+    "JSONFormatter",
+    "access_sink",
     "apply_config",
     "capture_output",
     "configure",
@@ -60,14 +66,17 @@ def configure(
     access_log: bool,
     log_file: str | None = None,
     access_log_file: str | None = None,
+    log_format: str = "text",
 ) -> None:
-    """Send ``portico.error`` (at ``level``) and, if enabled, ``portico.access`` to stderr.
+    """Send ``portico.error`` (at ``level``) and, if enabled, the access log to stderr.
 
     ``log_file`` and ``access_log_file`` send them to files instead (opened for appending, so
     the master and its workers share them); an access log file turns the access log on. ``-``
     is gunicorn's name for the standard streams: stderr for the error log, stdout for the access
-    log. Calling it again replaces what the previous call installed.
+    log. ``log_format`` is ``text`` or ``json`` (the error log's lines). Calling it again
+    replaces what the previous call installed.
     """
+    global _sink
     for logger, handler in _installed:
         logger.removeHandler(handler)
         if isinstance(handler, logging.FileHandler):
@@ -75,7 +84,9 @@ def configure(
     _installed.clear()
     error_handler = _handler(log_file, sys.stderr)
     error_handler.setFormatter(
-        logging.Formatter(
+        JSONFormatter()
+        if log_format == "json"
+        else logging.Formatter(
             "%(asctime)s [%(process)d] %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"
         )
     )
@@ -84,15 +95,110 @@ def configure(
     error_log.propagate = False
     _installed.append((error_log, error_handler))
 
-    access_log = access_log or access_log_file is not None
-    access = logging.getLogger(ACCESS_LOGGER)
-    access.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
-    access.propagate = False
-    if access_log:
-        access_handler = _handler(access_log_file, sys.stdout if access_log_file else sys.stderr)
-        access_handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(access_handler)
-        _installed.append((access, access_handler))
+    if _sink is not None:
+        _sink.close()
+        _sink = None
+    if access_log or access_log_file is not None:
+        _sink = _FileSink(access_log_file)
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``pid``, ``message``, and
+    ``exception`` (the traceback's text) when there is one. ASCII only: whatever a message holds,
+    the line stays one valid line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry)
+
+
+class AccessSink:
+    """Where access-log lines go, a batch at a time (``runtime.access`` batches them)."""
+
+    def write(self, lines: list[str]) -> None:
+        """Write ``lines`` (each without its newline)."""
+        raise NotImplementedError
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _LoggerSink(AccessSink):
+    """Each line to the logger ``portico.access``: before :func:`configure` (Portico embedded,
+    tests), and when ``--log-config`` gives that logger handlers of its own."""
+
+    def write(self, lines: list[str]) -> None:
+        logger = logging.getLogger(ACCESS_LOGGER)
+        for line in lines:
+            logger.info("%s", line)
+
+
+class _FileSink(AccessSink):
+    """A batch of lines written with one ``write``: to a file opened for appending
+    (``O_APPEND``, so the workers' writes of whole lines never interleave inside a line), to
+    stderr (no file), or to stdout (``-``, gunicorn's ``--access-logfile -``)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = None if path == "-" else path
+        self.stream = sys.stdout if path == "-" else sys.stderr
+        self.fd = -1 if self.path is None else _open_append(self.path)
+
+    def write(self, lines: list[str]) -> None:
+        text = "\n".join(lines) + "\n"
+        if self.fd < 0:
+            self.stream.write(text)
+            self.stream.flush()
+            return
+        data = text.encode("utf-8", "backslashreplace")
+        while data:
+            try:
+                written = os.write(self.fd, data)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                error_log.warning("access log: cannot write to %s: %s", self.path, exc)
+                return
+            data = data[written:]
+
+    def reopen(self) -> None:
+        if self.path is not None:
+            old, self.fd = self.fd, _open_append(self.path)
+            os.close(old)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _open_append(path: str) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StartupError(f"cannot open log file {path}: {exc.strerror or exc}") from exc
+
+
+_sink: AccessSink | None = None
+
+
+def access_sink() -> AccessSink:
+    """The configured sink of access-log lines (or ``portico.access`` before ``configure``)."""
+    return _sink if _sink is not None else _LoggerSink()
 
 
 def _handler(path: str | None, stream: TextIO) -> logging.Handler:
@@ -108,12 +214,25 @@ def apply_config(path: str | None, config: Mapping[str, Any] | None = None) -> N
     """``--log-config``: a ``.json`` or ``.yaml`` file for ``dictConfig``, else an ini file for
     ``fileConfig``; ``config`` is a dict (gunicorn's ``logconfig_dict``). Loggers that exist
     (``portico.error``, the app's) stay enabled, as uvicorn leaves them."""
-    import logging.config  # noqa: PLC0415 -- only with --log-config
-
     if config:
         _dict_config(dict(config), "logconfig_dict")
-    if path is None:
-        return
+    if path is not None:
+        _file_config(path)
+    _route_access_to_logger()
+
+
+def _route_access_to_logger() -> None:
+    """When a logging configuration gave ``portico.access`` handlers, the access log's lines go
+    through that logger, as gunicorn's and uvicorn's users route theirs, not to the file."""
+    global _sink
+    if _sink is not None and logging.getLogger(ACCESS_LOGGER).handlers:
+        _sink.close()
+        _sink = _LoggerSink()
+
+
+def _file_config(path: str) -> None:
+    import logging.config  # noqa: PLC0415 -- only with --log-config
+
     try:
         if path.endswith(".json"):
             with open(path, encoding="utf-8") as file:
@@ -159,6 +278,8 @@ def capture_output(path: str) -> None:
 
 def reopen() -> None:
     """Reopen the log files (SIGUSR1), after logrotate moved them away."""
+    if _sink is not None:
+        _sink.reopen()
     for _, handler in _installed:
         if isinstance(handler, logging.FileHandler):
             # Open the new file before closing the old one: a record logged meanwhile by
@@ -217,43 +338,3 @@ def escape(value: str | bytes, limit: int = 200) -> str:
     else:
         text = "".join([_escape_char(char) for char in value])
     return text + "…" if truncated else text
-
-
-class AccessLog:
-    """One line per response on ``portico.access``, in a common-log-like format::
-
-        127.0.0.1:51234 - - [23/Nov/2025:12:14:00 +0000] "GET /path?q=1 HTTP/1.1" 200 1234 0.000512
-
-    The last field is the time from the request head to the last byte, in seconds.
-    """
-
-    __slots__ = ("_logger", "enabled")
-
-    def __init__(self, enabled: bool, logger: logging.Logger | None = None) -> None:
-        self.enabled = enabled
-        self._logger = logger if logger is not None else logging.getLogger(ACCESS_LOGGER)
-
-    def log(  # noqa: PLR0917 -- one positional call per response, on the hot path
-        self,
-        client: str,
-        method: bytes,
-        target: bytes,
-        version: str,
-        status: int,
-        size: int,
-        duration_s: float,
-    ) -> None:
-        """Write the line for one response (callers check ``enabled`` first)."""
-        if not self.enabled:
-            return
-        self._logger.info(
-            '%s - - [%s] "%s %s HTTP/%s" %d %d %.6f',
-            escape(client),
-            time.strftime("%d/%b/%Y:%H:%M:%S %z"),
-            escape(method, 32),
-            escape(target, 2048),
-            escape(version, 8),
-            status,
-            size,
-            duration_s,
-        )

@@ -27,7 +27,8 @@ _PEER_DEST = "_portico_peer"
 _DESCRIPTION = (
     "Serve an ASGI or WSGI app. Every option can also be set with an environment variable "
     "PORTICO_<NAME> or in a TOML file (--config FILE, or [tool.portico] in ./pyproject.toml); "
-    "the command line wins over the environment, which wins over the file."
+    "the command line wins over the environment, which wins over the file. "
+    "portico call APP [METHOD] TARGET calls the app in process instead (portico call --help)."
 )
 
 

@@ -15,7 +15,10 @@ Takes = Literal["value", "switch"]
 
 _G, _U = "gunicorn", "uvicorn"
 _STRICT = "Portico never accepts it: ambiguous input is rejected, not guessed (RFC 9112 §2.2, §5.2)"
-_NO_STATSD = "StatsD is not supported; Portico exports Prometheus metrics instead"
+_NO_STATSD = (
+    "StatsD is not supported; Portico's master serves Prometheus metrics instead: "
+    "--metrics-bind ADDRESS (pip install 'portico[metrics]')"
+)
 _NO_SYSLOG = "syslog output is not built in: use --log-config with a logging.handlers.SysLogHandler"
 _NO_DIRTY = (
     "there is no dirty-worker pool: run long tasks in a task queue (Celery, RQ, arq) or a "
@@ -163,7 +166,6 @@ REFUSED: tuple[tuple[str, str, str, Takes, str], ...] = (
     (_G, "", "dirty_worker_exit", "value", _NO_DIRTY),
     (_G, "", "pre_request", "value", _NO_HOOK),
     (_G, "", "post_request", "value", _NO_HOOK),
-    # until access-log formats land (then it is a setting)
     (
         _G,
         "--http2-max-header-list-size",
@@ -189,13 +191,6 @@ REFUSED: tuple[tuple[str, str, str, Takes, str], ...] = (
         "Portico trusts every peer of a uwsgi: or fastcgi: bind (nginx's variables say who the "
         "client is), so the bind itself is the boundary: put it on a unix socket or an address "
         "only nginx reaches",
-    ),
-    (
-        _G,
-        "--access-logformat",
-        "access_log_format",
-        "value",
-        "access-log formats are not built yet",
     ),
     (
         _G,

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from portico.config import kinds
+from portico.config.observability import ACCESS_LOG_FORMAT, DEFAULT_ACCESS_FORMAT, METRICS_BIND
 from portico.config.setting import (
     ACTIONS,
     ENV_PREFIX,
@@ -169,6 +170,38 @@ class Config(
         "SIGUSR1 reopens it.",
         flags=("--access-log-file",),
         peers=(gunicorn("accesslog", "--access-logfile"),),
+    )
+    access_log_format: str = setting(
+        DEFAULT_ACCESS_FORMAT,
+        ACCESS_LOG_FORMAT,
+        "The access log's line: `common` or `combined` (Apache's), `json` (one object per "
+        "line; `json:FIELD,...` picks the fields), a template of named fields "
+        '(`{client_addr} "{request_line}" {status} {duration_us} {request_header:x-forwarded-for}`)'
+        ' or a gunicorn format (`%(h)s "%(r)s" %(s)s %(D)s`). Fields are listed in the README.',
+        flags=("--access-log-format",),
+        peers=(gunicorn("access_log_format", "--access-logformat"),),
+    )
+    request_id: bool = setting(
+        False,
+        kinds.BOOL,
+        "Give every request an `X-Request-ID`: the one it came with if valid (1 to 200 letters, "
+        "digits and `-_.:+/=@`), else a new one, which the app sees among the request headers. "
+        "It is added to the response and shown by the access log's `request_id` field.",
+        flags=("--request-id", "--no-request-id"),
+    )
+    log_format: str = setting(
+        "text",
+        kinds.choice("text", "json"),
+        "The error log's lines: `text`, or `json` (one object per line: time, level, pid, "
+        "message and, for an error, the exception).",
+        flags=("--log-format",),
+    )
+    metrics_bind: str | None = setting(
+        None,
+        METRICS_BIND,
+        "Serve Prometheus metrics at `/metrics` on this address, from the master (not the app's "
+        "port): requests, durations, connections, bytes and workers, summed over the workers.",
+        flags=("--metrics-bind",),
     )
     workers: int = setting(
         1,

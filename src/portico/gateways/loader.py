@@ -26,7 +26,7 @@ from typing import Any, Literal, cast
 
 from portico.errors import AppLoadError
 
-__all__ = ["DEMO_APP", "Interface", "LoadedApp", "asgi2_to_asgi3", "load_app"]
+__all__ = ["DEMO_APP", "Interface", "LoadedApp", "asgi2_to_asgi3", "load_app", "loaded_app"]
 
 Interface = Literal["asgi3", "asgi2", "wsgi"]
 
@@ -71,9 +71,7 @@ def load_app(spec: str | None, *, app_dir: str, factory: bool, interface: str) -
     ``application``) or None for the demo app. ``app_dir`` goes first on ``sys.path``.
     ``interface`` is ``auto`` or forces one of ``asgi3``, ``asgi2``, ``wsgi``.
     """
-    if interface != "auto" and interface not in _INTERFACES:
-        expected = ", ".join(("auto", *_INTERFACES))
-        raise AppLoadError(f"unknown interface {interface!r}; expected one of {expected}")
+    _check_interface(interface)
     module_name, attr_path = _parse_spec(DEMO_APP if spec is None else spec)
     _put_first_on_path(app_dir)
     module = _import(module_name)
@@ -93,10 +91,23 @@ def load_app(spec: str | None, *, app_dir: str, factory: bool, interface: str) -
         app = _call_factory(app, name)
     elif not callable(app):
         raise AppLoadError(f"{name} is not a callable")
+    return loaded_app(app, name, interface)
+
+
+def loaded_app(app: Callable[..., Any], name: str, interface: str = "auto") -> LoadedApp:
+    """An app object as ``load_app`` would serve it: its interface detected (or forced), an
+    ASGI 2 app adapted (``portico.testing`` takes app objects this way)."""
+    _check_interface(interface)
     kind = _detect(app, name) if interface == "auto" else cast(Interface, interface)
     if kind == "asgi2":
         return LoadedApp(asgi2_to_asgi3(app), "asgi2", name)
     return LoadedApp(app, kind, name)
+
+
+def _check_interface(interface: str) -> None:
+    if interface != "auto" and interface not in _INTERFACES:
+        expected = ", ".join(("auto", *_INTERFACES))
+        raise AppLoadError(f"unknown interface {interface!r}; expected one of {expected}")
 
 
 def _is_dotted_name(text: str) -> bool:

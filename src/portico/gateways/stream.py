@@ -6,7 +6,7 @@ plug in the same way): it owns the connection, flow control and the protocol obj
 names a protocol version:
 
 * response headers are ``(name, value)`` pairs, never wire lines; ``Date`` and ``Server`` are
-  added by the protocol when the app did not set them;
+  added by the protocol when the app did not set them, ``X-Request-ID`` by the driver;
 * a file is sent with :meth:`Stream.send_file` from a descriptor (``sendfile`` where the
   connection allows it, reads off the event loop where it cannot, as under TLS);
 * :meth:`Stream.abort` ends this exchange abnormally (HTTP/1.1 must close the connection for
@@ -97,8 +97,18 @@ class Stream:
     buffered: int = 0
     #: bytes of response body written so far (for the access log)
     sent_bytes: int = 0
-    #: the worker clock's time when the request was admitted (for the access log)
-    start_time: float = 0.0
+    #: ``time.perf_counter_ns()`` when the request was admitted (set only when the access log or
+    #: the metrics are on: they measure the request time from it, in integer nanoseconds, so
+    #: that a 40 µs response is not rounded to the worker's one-second clock)
+    start_ns: int = 0
+    #: the ``X-Request-ID`` the worker context gave the request (``--request-id``; empty: none);
+    #: the driver adds it to the response head it builds (``runtime.request_id``)
+    request_id: bytes = b""
+    #: the response's header pairs as the driver wrote them (for the access log)
+    response_headers: Headers | None = None
+    #: an upgrade's tunnel is carried inside a connection whose driver counts the bytes
+    #: (HTTP/2's DATA frames), so the tunnel's owner must not count them again (metrics)
+    tunnel_counted = False
     #: the peer is a trusted proxy: its headers may say who the client is (``runtime.origin``)
     proxied: bool = False
     #: the path prefix a trusted proxy removed (``X-Forwarded-Prefix``): it replaces the

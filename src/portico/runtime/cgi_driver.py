@@ -25,7 +25,7 @@ import struct
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, with_defaults
+from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream
 from portico.protocols.cgi_vars import Origin
 from portico.protocols.events import Body, EndOfBody, Headers, Request, StreamError
 from portico.protocols.fastcgi import FastCGIConnection
@@ -122,6 +122,7 @@ class CGIDriver(Driver):
         self.release_drain()
 
     def data_received(self, data: bytes) -> None:
+        self.ctx.bytes_in += len(data)
         if self.lingering:
             return  # after an error response: drain and drop
         if self.stream is None and not self.head_started:
@@ -228,6 +229,7 @@ class CGIDriver(Driver):
         transport = self.transport
         if transport is not None and not self.closed:
             transport.writelines(chunks)
+            self.ctx.bytes_out += sum(map(len, chunks))
 
     def body_consumed(self) -> None:
         if self._read_paused:
@@ -397,9 +399,10 @@ class CGIStream(Stream):
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         conn = self.conn
-        extra = conn.ctx.extra_headers
-        if extra:  # --header: added where the app set no field of that name
-            headers = with_defaults(headers, extra)
+        ctx = conn.ctx
+        if ctx.extra_headers or self.request_id:  # --header, --request-id
+            headers = ctx.response_fields(self, headers)
+        self.response_headers = headers
         # no Date or Server: nginx adds its own (and would pass ours on as a second pair)
         chunks = conn.response_start(status, headers, body, end, reason)
         self._started = True

@@ -19,16 +19,19 @@ import sys
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
+from time import perf_counter_ns
 from typing import Any, Final, Protocol, cast
 
 from portico.config import Config
-from portico.gateways.stream import IO_UNIT, Stream
-from portico.logs import AccessLog
+from portico.gateways.stream import IO_UNIT, Stream, with_defaults
 from portico.logs import error_log as log
 from portico.protocols.events import Headers
 from portico.protocols.forwarded import OriginResolver, TrustedProxies
+from portico.runtime.access import Observer
 from portico.runtime.limits import Limits, build_limits
 from portico.runtime.origin import apply_origin
+from portico.runtime.request_id import HEADER as REQUEST_ID
+from portico.runtime.request_id import RequestIds
 
 __all__ = [
     "DEFER_LIMIT",
@@ -109,7 +112,14 @@ class WorkerContext:
         #: their first bytes (HTTP/2's ``PRI * HTTP/2.0`` preface, RFC 9113 §3.3): each preface
         #: and the factory of the driver the connection is handed to
         self.prefaces: tuple[tuple[bytes, Callable[[WorkerContext], asyncio.Protocol]], ...] = ()
-        self.access = AccessLog(enabled=config.access_log or config.access_log_file is not None)
+        #: the access log and the metrics: drivers call :meth:`log_response` when it is enabled
+        self.access = Observer(config, loop)
+        #: ``--request-id``: gives each admitted request its ``X-Request-ID``
+        self.request_ids = RequestIds() if config.request_id else None
+        #: bytes received and sent by the drivers, WebSockets open (``--metrics-bind``)
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.websockets = 0
         #: the ``Server`` and ``Date`` values added to responses that have none (empty: not added)
         self.server_name = b"portico" if config.server_header else b""
         #: ``--header``: added by each protocol's ``Stream.start`` (``with_defaults``)
@@ -162,7 +172,9 @@ class WorkerContext:
     def dispatch(self, stream: Stream) -> None:
         """Admit a request (503 over ``max_in_flight``) and hand it to the apps, once what its
         trusted proxy says about it is applied (``runtime.origin``). The ``--health-path`` is
-        answered here, before admission and without an app."""
+        answered here, before admission and without an app (and logged like any response)."""
+        if self.access.enabled:
+            stream.start_ns = perf_counter_ns()
         health = self._health_path
         if health is not None and stream.request.raw_path == health:
             if self.draining or self.closing:
@@ -174,6 +186,9 @@ class WorkerContext:
             resolver = self.resolver
             if resolver is not None:
                 apply_origin(stream, resolver)
+        ids = self.request_ids
+        if ids is not None:
+            ids.assign(stream)
         if self.in_flight >= self.max_in_flight:
             self.warn_limited(
                 "in_flight", "too many requests in flight (%d); answering 503", self.in_flight
@@ -182,7 +197,6 @@ class WorkerContext:
             return
         self.in_flight += 1
         self.requests_served += 1
-        stream.start_time = self.now
         self.dispatcher.dispatch(stream)
 
     def spawn(self, coro: Coroutine[Any, Any, object], stream: Stream) -> None:
@@ -217,6 +231,9 @@ class WorkerContext:
         ``detail`` is Portico's own words (the protocol errors guarantee it), never client bytes.
         """
         log.info("%s: %d %s", client, status, detail)
+        metrics = self.access.metrics
+        if metrics is not None:
+            metrics.protocol_errors += 1
 
     def warn_limited(self, key: str, message: str, *args: object) -> None:
         """Log an overload warning at most once a second per kind, not once per request."""
@@ -225,20 +242,32 @@ class WorkerContext:
             self._warned[key] = self.now
             log.warning(message, *args)
 
-    # --- the access log -------------------------------------------------------------
+    # --- the access log and the metrics ------------------------------------------------
 
     def log_response(self, stream: Stream, status: int) -> None:
-        """One access-log line for a response (callers check ``access.enabled`` first)."""
-        request = stream.request
-        client = stream.client
-        self.access.log(
-            f"{client[0]}:{client[1]}" if client else "-",
-            request.method.encode("ascii"),
-            request.raw_path + (b"?" + request.query_string if request.query_string else b""),
-            request.http_version,
-            status,
-            stream.sent_bytes,
-            self.now - stream.start_time,
+        """A response is complete: its access-log line and its metrics, with the time since its
+        admission measured now (callers check ``access.enabled`` first)."""
+        self.access.response(stream, status, perf_counter_ns())
+
+    def response_fields(self, stream: Stream, headers: Headers, defaults: bool = True) -> Headers:
+        """The fields a driver writes for an app's ``headers``: ``--header``'s (unless not
+        ``defaults``: a 101 carries none) and the request id (``--request-id``), each added
+        where the app set no field of that name. Drivers call it when ``extra_headers`` or
+        ``stream.request_id`` is set."""
+        if defaults and self.extra_headers:
+            headers = with_defaults(headers, self.extra_headers)
+        request_id = stream.request_id
+        if request_id:
+            headers = with_defaults(headers, [(REQUEST_ID, request_id)])
+        return headers
+
+    def metrics_report(self) -> list[str]:
+        """The worker's metrics for its master (``--metrics-bind``), or nothing."""
+        metrics = self.access.metrics
+        if metrics is None:
+            return []
+        return metrics.report(
+            self.in_flight, len(self.connections), self.websockets, self.bytes_in, self.bytes_out
         )
 
     # --- end-of-turn write batching ---------------------------------------------------
@@ -283,6 +312,7 @@ class WorkerContext:
         path; the timeouts it enforces are seconds long, so a one-second grain is enough.
         """
         self.now = now = self.loop.time()
+        self.access.tick()
         if self._date_header:
             self.date = formatdate(usegmt=True).encode("ascii")
         for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
@@ -334,6 +364,7 @@ class WorkerContext:
             conn.abort()
 
     def stop(self) -> None:
+        self.access.close()
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
@@ -460,6 +491,7 @@ class Driver(asyncio.Protocol):
         """
         size = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
         ctx = self.ctx
+        ctx.bytes_out += size
         out = self._out
         if out is None:
             if ctx.in_flight <= 1:

@@ -89,6 +89,7 @@ class H1Driver(H1Owner):
         self.release_drain()
 
     def data_received(self, data: bytes) -> None:
+        self.ctx.bytes_in += len(data)
         if self.lingering:
             return  # after an error response: drain and drop
         if self._sniffed is not None:

@@ -13,7 +13,7 @@ import os
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel, with_defaults
+from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel
 from portico.protocols.events import Headers, Request, StreamError
 from portico.protocols.http11 import H1Connection
 from portico.runtime.context import Driver
@@ -160,8 +160,9 @@ class H1Stream(Stream):
             raise ClientDisconnected("client disconnected")
         conn = self.conn
         ctx = conn.ctx
-        if ctx.extra_headers:
-            headers = with_defaults(headers, ctx.extra_headers)
+        if ctx.extra_headers or self.request_id:
+            headers = ctx.response_fields(self, headers)
+        self.response_headers = headers
         chunks = conn.proto.response_start(
             status, headers, body, end=end, date=ctx.date, server=ctx.server_name, reason=reason
         )
@@ -233,6 +234,7 @@ class H1Stream(Stream):
         conn.flush()
         await self._written()
         sent = await self._sendfile(fd, offset, count)
+        conn.ctx.bytes_out += sent
         if sent < count:
             conn.abort()  # the file shrank: a truncated body must not look whole
             raise AppError(f"file ended after {sent} of {count} bytes")
@@ -333,11 +335,15 @@ class H1Stream(Stream):
         if transport is None or self.disconnected or conn.closed:
             raise ClientDisconnected("client disconnected")
         ctx = conn.ctx
+        if self.request_id:
+            headers = ctx.response_fields(self, headers, defaults=False)
+        self.response_headers = headers
         head = conn.proto.switch_response(headers, date=ctx.date, server=ctx.server_name)
         tail = conn.detach()
         self.status = 101
         transport.set_protocol(owner)  # first: the owner's limits may pause or resume writing
         transport.write(head)
+        ctx.bytes_out += len(head)
         if ctx.access.enabled:
             ctx.log_response(self, 101)
         return transport, tail

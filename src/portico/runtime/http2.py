@@ -104,6 +104,7 @@ class H2Driver(H2Owner):
         self.release_drain()
 
     def data_received(self, data: bytes) -> None:
+        self.ctx.bytes_in += len(data)
         if self.closed:
             return  # lingering after the final GOAWAY: dropped
         proto = self.proto
@@ -353,9 +354,11 @@ class H2Driver(H2Owner):
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
             return
+        size = sum(map(len, parts))
+        self.ctx.bytes_out += size
         if len(parts) == 1:
             transport.write(parts[0])
-        elif len(parts) > VECTOR_PARTS and sum(map(len, parts)) > VECTOR_BYTES:
+        elif len(parts) > VECTOR_PARTS and size > VECTOR_BYTES:
             # a large body: one vectored write of its frames, not a join that copies it all
             transport.writelines(parts)
         else:

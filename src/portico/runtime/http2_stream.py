@@ -21,7 +21,7 @@ import asyncio
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected, Stream, Tunnel, with_defaults
+from portico.gateways.stream import ClientDisconnected, Stream, Tunnel
 from portico.protocols.events import Headers, Request
 from portico.protocols.h2_errors import CANCEL
 from portico.protocols.http2 import H2Connection
@@ -72,6 +72,8 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 
 class H2Stream(Stream):
     """One request/response exchange on an HTTP/2 connection (implements ``gateways.Stream``)."""
+
+    tunnel_counted = True  # a WebSocket's frames are this connection's DATA: counted there
 
     # Defaults live on the class: creating a stream (once per request) sets only what differs.
     status = 0
@@ -235,8 +237,9 @@ class H2Stream(Stream):
             raise ClientDisconnected("client disconnected")
         conn = self.conn
         ctx = conn.ctx
-        if ctx.extra_headers:  # --header: added where the app set no field of that name
-            headers = with_defaults(headers, ctx.extra_headers)
+        if ctx.extra_headers or self.request_id:  # --header, --request-id
+            headers = ctx.response_fields(self, headers)
+        self.response_headers = headers
         conn.proto.send_headers(
             self.stream_id,
             status,
@@ -325,6 +328,9 @@ class H2Stream(Stream):
         conn = self.conn
         ctx = conn.ctx
         proto = conn.proto
+        if self.request_id:
+            headers = ctx.response_fields(self, headers, defaults=False)
+        self.response_headers = headers
         proto.send_headers(self.stream_id, 200, headers, False, ctx.date, ctx.server_name)
         proto.open_tunnel(self.stream_id)
         self._started = True

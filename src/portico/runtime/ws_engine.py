@@ -102,6 +102,9 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
         self._awaiting_pong = False
         self._eof_sent = False
         self._lost = False
+        #: count the socket's bytes here (metrics): the engine owns the socket after an
+        #: HTTP/1.1 upgrade; under HTTP/2 the connection's driver counts them
+        self._counts_bytes = not stream.tunnel_counted
         self._failed: tuple[int, str] | None = None
 
     # --- the gateway's channel: before accepting, the handshake is still a request --------
@@ -135,6 +138,7 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
         tunnel.set_write_buffer_limits(high=settings.write_limit)
         ctx = self._ctx
         ctx.connections.add(self)
+        ctx.websockets += 1
         if settings.ping_interval:
             self.deadline = ctx.now + settings.ping_interval
         if tail:
@@ -222,6 +226,8 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ws = self.ws
         assert ws is not None
+        if self._counts_bytes:
+            self._ctx.bytes_in += len(data)
         messages = ws.receive_data(data)
         self._flush()
         if messages:
@@ -248,6 +254,7 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._ctx.websockets -= 1
         self._ctx.connection_closed(self)
         self._wake()
         drain = self._drain
@@ -319,6 +326,8 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
         for data in out:
             if data:
                 transport.write(data)
+                if self._counts_bytes:
+                    self._ctx.bytes_out += len(data)
             elif not self._eof_sent:
                 # The library's "half-close now": the server closes TCP first (RFC 6455 §7.1.1)
                 # and then waits for the client's FIN; closing outright could reset unread input

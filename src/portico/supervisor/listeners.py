@@ -20,10 +20,15 @@ import json
 import os
 import socket
 from collections.abc import MutableMapping
+from typing import TYPE_CHECKING
 
+from portico.config.kinds import bind_protocol
 from portico.errors import StartupError
 from portico.logs import error_log as log
-from portico.runtime.binds import create_socket, parse_bind, systemd_sockets
+from portico.runtime.binds import create_socket, describe, parse_bind, systemd_sockets
+
+if TYPE_CHECKING:
+    from portico.config import Config
 
 __all__ = ["INHERIT_ENV", "Listeners"]
 
@@ -140,6 +145,12 @@ class Listeners:
         """One socket per address, with its spec, for the "serving on" lines."""
         specs = [spec for spec, _ in self.grouped]
         return [*self.shared, *zip(specs, self.slots.get(0, []), strict=False)]
+
+    def log_serving(self, name: str, config: Config) -> None:
+        """The "serving on" line of each address, as the server is ready."""
+        for spec, sock in self.describe_for_log():
+            described = describe(sock, config.tls_for(spec), bind_protocol(spec)[0])
+            log.info("Portico serving %s on %s", name, described)
 
     def close(self, *, unlink: bool = True) -> None:
         for sock in self.all():

@@ -30,11 +30,10 @@ from typing import TYPE_CHECKING
 
 from portico import logs
 from portico.config.hooks import CfgView, Hooks, ServerView, WorkerHooks, WorkerView
-from portico.config.kinds import bind_protocol
 from portico.errors import EXIT_OK, StartupError
 from portico.logs import error_log as log
-from portico.runtime.binds import describe
 from portico.supervisor.listeners import Listeners
+from portico.supervisor.metrics import MasterMetrics
 from portico.supervisor.notify import Notifier
 from portico.supervisor.process import (
     MASTER_SIGNALS,
@@ -48,11 +47,12 @@ from portico.supervisor.process import (
 from portico.supervisor.reloader import Watcher
 from portico.supervisor.title import set_title
 from portico.supervisor.upgrade import Upgrade
-from portico.worker.link import BEAT, READY, RETIRE, MasterLink, parse
+from portico.worker.link import BEAT, READY, RETIRE, STATS, MasterLink, parse
 
 if TYPE_CHECKING:
     from portico.config import Config
     from portico.supervisor.environment import Identity
+    from portico.supervisor.exporter import MetricsEndpoint
 
 __all__ = ["Boot", "Master"]
 
@@ -114,6 +114,9 @@ class Master:
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
         self.listeners: Listeners | None = None
+        self.metrics = MasterMetrics()
+        #: ``--metrics-bind``'s socket and scrapes (``supervisor.exporter``), when set
+        self.exporter: MetricsEndpoint | None = None
 
     # --- the loop -----------------------------------------------------------------
 
@@ -135,6 +138,14 @@ class Master:
                 # the unix sockets belong to the workers' user, as with gunicorn
                 self.identity.chown(self.listeners.unix_paths)
             self.pid_file.write()
+            if config.metrics_bind is not None:
+                try:  # prometheus_client is an extra, imported only for --metrics-bind
+                    from portico.supervisor.exporter import MetricsEndpoint  # noqa: PLC0415
+                except ModuleNotFoundError as exc:
+                    raise StartupError(f"--metrics-bind needs portico[metrics]: {exc}") from None
+                self.exporter = MetricsEndpoint(
+                    config.metrics_bind, self.selector, self.metrics, self.workers
+                )
             self.hooks.call("when_ready", self.server)
             if config.reload:
                 self._start_watcher()
@@ -156,7 +167,7 @@ class Master:
         return self.exit_code
 
     def _wait(self) -> None:
-        for key, _ in self.selector.select(TICK):
+        for key, events in self.selector.select(TICK):
             fd = key.fd
             if fd == self.wake_r:
                 with contextlib.suppress(BlockingIOError):
@@ -168,6 +179,8 @@ class Master:
                 worker = key.data
                 if isinstance(worker, Worker):
                     self._read_worker(worker)
+                elif callable(worker):  # the metrics endpoint's sockets
+                    worker(events)
 
     def _install_signals(self) -> None:
         os.set_blocking(self.wake_r, False)
@@ -197,6 +210,7 @@ class Master:
         if pid == 0:  # pragma: no cover - the child's coverage is the worker's
             os.close(read_end)
             private = [self.wake_r, self.wake_w, self.watcher.fd]
+            private += self.exporter.fds() if self.exporter is not None else []
             private += [other.fd for other in self.workers.values()]
             keep = {sock.fileno() for _, sock in sockets}
             # another slot's socket held here would stay open after SIGTTOU drops it
@@ -215,19 +229,21 @@ class Master:
         self.workers[pid] = worker
         self.server.WORKERS[pid] = view
         self.selector.register(read_end, selectors.EVENT_READ, worker)
+        self.metrics.starts += 1
         log.debug("started worker %d in slot %d", pid, slot)
         return worker
 
-    def _read_worker(self, worker: Worker) -> None:
+    def _read_worker(self, worker: Worker) -> bool:
+        """Handle what the worker wrote; False once nothing more is waiting."""
         try:
             data = os.read(worker.fd, 4096)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:  # the worker is gone; waitpid tells how
             self._close_pipe(worker)
-            return
+            return False
         worker.last_seen = time.monotonic()
         worker.buffer += data
         for message, argument in parse(worker.buffer):
@@ -236,8 +252,11 @@ class Master:
             elif message == RETIRE:
                 log.info("worker %d asked to be replaced (--max-requests)", worker.pid)
                 self._queue_replacement(worker)
+            elif message == STATS:
+                self.metrics.report(worker, argument)
             elif message != BEAT:
                 log.warning("worker %d sent an unknown message", worker.pid)
+        return True
 
     def _close_pipe(self, worker: Worker) -> None:
         if worker.fd >= 0:
@@ -255,12 +274,7 @@ class Master:
         if not self.announced and self._count_ready() >= self.target:
             self.announced = True
             assert self.listeners is not None
-            for spec, sock in self.listeners.describe_for_log():
-                log.info(
-                    "Portico serving %s on %s",
-                    name,
-                    describe(sock, self.config.tls_for(spec), bind_protocol(spec)[0]),
-                )
+            self.listeners.log_serving(name, self.config)
             log.info(
                 "master %d: %d worker(s) ready: %s",
                 self.pid,
@@ -310,6 +324,9 @@ class Master:
 
     def _worker_exited(self, worker: Worker, code: int) -> None:
         worker.exited = True
+        while worker.fd >= 0 and self._read_worker(worker):
+            pass  # its last words (the final metrics) may still wait in the pipe
+        self.metrics.exited(worker, code)
         self._close_pipe(worker)
         view = self.server.WORKERS.pop(worker.pid, None)
         if view is not None:
@@ -374,6 +391,7 @@ class Master:
             worker.kill_at = now + ABORT_GRACE  # repeat if SIGKILL was somehow missed
         for worker in abort:
             worker.aborted = True
+            self.metrics.heartbeat_timeouts += 1
             worker.kill_at = now + ABORT_GRACE
             self._signal(worker, signal.SIGABRT)
         for worker in replace:
@@ -447,6 +465,7 @@ class Master:
             self.config = config
             self._scale(config.workers)
         log.info("%s: replacing %d worker(s) one at a time", reason, len(self.workers))
+        self.metrics.reloads += 1
         self.reloading = True
         self.notifier.reloading()
         live = [w for w in self.workers.values() if w.stopping_at is None]
@@ -570,6 +589,8 @@ class Master:
             # after SIGUSR2 the new master serves the unix sockets: leave their files
             self.listeners.close(unlink=not self.upgrade.running())
         self.pid_file.remove()
+        if self.exporter is not None:
+            self.exporter.close()
         signal.set_wakeup_fd(-1)
         self.selector.close()
         os.close(self.wake_r)

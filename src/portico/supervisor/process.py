@@ -67,6 +67,8 @@ class Worker:
     #: queued for replacement (max-requests, memory, reload); not queued twice
     queued: bool = False
     exited: bool = False
+    #: the worker's last metrics report (``--metrics-bind``): key -> total or level
+    stats: dict[str, float] = field(default_factory=dict)
     #: the ``worker`` of gunicorn's hooks
     view: WorkerView | None = None
 

@@ -3,7 +3,8 @@
 The worker writes; the master reads. A worker proves it is alive with ``beat`` lines written from
 its event loop's own timer, so a loop stuck in a blocking call falls silent and the master notices
 (a thread answering pings would prove nothing about the loop). The pipe also tells the master that
-the worker is ready to serve, that it wants to retire (``--max-requests``), and, by its end of
+the worker is ready to serve, that it wants to retire (``--max-requests``), its metrics with each
+beat (``--metrics-bind``: ``stats key=value ...``, totals since it started), and, by its end of
 file, that the worker is gone.
 
 This module is shared by both sides and imports nothing of HTTP, so the master can use it.
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["BEAT", "READY", "RETIRE", "MasterLink", "parse"]
+__all__ = ["BEAT", "READY", "RETIRE", "STATS", "MasterLink", "parse"]
 
 READY = "ready"
 BEAT = "beat"
 RETIRE = "retire"
+STATS = "stats"
 
 # A message is one line; the master drops a longer one rather than buffer without bound.
 MAX_LINE = 4096
@@ -45,6 +47,11 @@ class MasterLink:
     def retire(self) -> None:
         """Ask to be replaced: the master starts a successor, then stops this worker."""
         self._send(RETIRE)
+
+    def stats(self, lines: list[str]) -> None:
+        """The worker's metrics, each line shorter than PIPE_BUF: one atomic write each."""
+        for line in lines:
+            self._send(f"{STATS} {line}")
 
     def orphaned(self) -> bool:
         """True when the master died and the worker was re-parented."""

@@ -124,16 +124,7 @@ def serve(
     listeners = [
         Listener(sock, config.tls_for(spec), bind_protocol(spec)[0]) for spec, sock in sockets
     ]
-    pools: dict[str, WSGIPool] = {}
-    for prefix, loaded in apps.apps:
-        if loaded.interface == "wsgi":
-            pools[prefix] = WSGIPool(
-                loaded.app,
-                config.threads,
-                root_path=_mount_root(config, prefix),
-                multiprocess=config.workers > 1,
-                mount_path="" if prefix == "/" else prefix,
-            )
+    pools = wsgi_pools(config, apps)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(config.loop)) as runner:
             code = runner.run(_serve(config, apps, pools, listeners, link, hooks))
@@ -181,6 +172,51 @@ def _mount_root(config: Config, prefix: str) -> str:
     return config.root_path + ("" if prefix == "/" else prefix)
 
 
+def wsgi_pools(config: Config, apps: LoadedApps, threads: int = 0) -> dict[str, WSGIPool]:
+    """The thread pool of each WSGI app, by mount prefix (``threads``: ``config.threads``)."""
+    pools: dict[str, WSGIPool] = {}
+    for prefix, loaded in apps.apps:
+        if loaded.interface == "wsgi":
+            pools[prefix] = WSGIPool(
+                loaded.app,
+                threads or config.threads,
+                root_path=_mount_root(config, prefix),
+                multiprocess=config.workers > 1,
+                mount_path="" if prefix == "/" else prefix,
+            )
+    return pools
+
+
+def worker_context(
+    config: Config,
+    apps: LoadedApps,
+    pools: dict[str, WSGIPool],
+    lifespans: dict[str, Lifespan],
+    loop: asyncio.AbstractEventLoop,
+) -> WorkerContext:
+    """The worker context with its router: static folders, then the apps under their
+    prefixes (``portico.testing`` builds the same one, without sockets)."""
+    ctx = WorkerContext(config, loop)
+    mounts = [
+        Mount(
+            prefix,
+            None if prefix in pools else loaded.app,
+            pools.get(prefix),
+            _mount_root(config, prefix),
+            lifespans[prefix].state if prefix in lifespans else {},
+        )
+        for prefix, loaded in apps.apps
+    ]
+    static = StaticFiles(ctx.limits.static) if config.static else None
+    if static is not None:
+        try:
+            static.check()
+        except ValueError as exc:
+            raise ConfigError(f"--static: {exc}") from None
+    ctx.dispatcher = Router(ctx, mounts, mounted=apps.mounted, static=static)
+    return ctx
+
+
 async def _serve(  # noqa: PLR0917 -- private
     config: Config,
     apps: LoadedApps,
@@ -198,24 +234,7 @@ async def _serve(  # noqa: PLR0917 -- private
     }
 
     def make_server() -> Server:
-        ctx = WorkerContext(config, loop)
-        mounts = [
-            Mount(
-                prefix,
-                None if prefix in pools else loaded.app,
-                pools.get(prefix),
-                _mount_root(config, prefix),
-                lifespans[prefix].state if prefix in lifespans else {},
-            )
-            for prefix, loaded in apps.apps
-        ]
-        static = StaticFiles(ctx.limits.static) if config.static else None
-        if static is not None:
-            try:
-                static.check()
-            except ValueError as exc:
-                raise ConfigError(f"--static: {exc}") from None
-        ctx.dispatcher = Router(ctx, mounts, mounted=apps.mounted, static=static)
+        ctx = worker_context(config, apps, pools, lifespans, loop)
         settings = tls_settings(config)
         return Server(ctx, load_tls(settings) if settings is not None else None)
 
@@ -338,6 +357,7 @@ class Heartbeat:
         self.beat()
 
     def beat(self) -> None:
+        self.link.stats(self.server.ctx.metrics_report())
         if not self.link.beat() or self.link.orphaned():
             log.warning("worker %d: the master is gone; shutting down", os.getpid())
             self.stop_serving()
@@ -357,5 +377,7 @@ class Heartbeat:
         self.handle = self.loop.call_later(self.interval, self.beat)
 
     def stop(self) -> None:
+        """The last beat: the final metrics, so that the master's totals miss nothing."""
         if self.handle is not None:
             self.handle.cancel()
+        self.link.stats(self.server.ctx.metrics_report())
