@@ -21,12 +21,15 @@ costs no suspension.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from portico.errors import ClientDisconnected
 from portico.protocols.events import Headers, Request
+
+if TYPE_CHECKING:
+    # the seam's waiters are the loop's futures, but this layer does no I/O: the types only
+    import asyncio
 
 __all__ = ["IO_UNIT", "ClientDisconnected", "Stream", "Tunnel", "with_defaults"]
 
