@@ -3,11 +3,16 @@ when a worker leaves, and the exposition read back with prometheus_client's own 
 
 from __future__ import annotations
 
+import selectors
 import signal
+import socket
+import time
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from portico.runtime.metrics import BOUNDS_NS, WorkerMetrics
+from portico.supervisor import exporter
 from portico.supervisor.exporter import exposition
 from portico.supervisor.metrics import MasterMetrics
 from portico.supervisor.process import Worker
@@ -50,6 +55,30 @@ def test_a_worker_counts_responses_into_bounded_labels() -> None:
     assert tokens["duration_ns"] == str(40_000 + 3_000_000_000 + 100_000 + 20_000_000_000)
     assert (tokens["in_flight"], tokens["connections"], tokens["websockets"]) == ("1", "3", "1")
     assert (tokens["received"], tokens["sent"], tokens["protocol_errors"]) == ("500", "9000", "2")
+
+
+def test_runs_of_one_cell_are_counted_once_across_reports() -> None:
+    # A run of equal responses is held in native counters until it ends or a report is made:
+    # each response must be in exactly one report's totals, however the runs fall.
+    metrics = WorkerMetrics()
+
+    def report() -> dict[str, str]:
+        (line,) = metrics.report(0, 0, 0, 0, 0)
+        return dict(token.split("=") for token in line.split())
+
+    for _ in range(5):
+        metrics.count("GET", 200, "1.1", 40_000)
+    metrics.count("POST", 201, "1.1", 40_000)
+    metrics.count("GET", 200, "1.1", 400_000)
+    first = report()
+    assert first["r:GET:2xx:HTTP/1.1"] == "6"
+    assert first["r:POST:2xx:HTTP/1.1"] == "1"
+    assert (first["d0"], first["d2"]) == ("6", "1")
+    assert report() == first  # a report moves the runs; a second one counts nothing twice
+    metrics.count("GET", 200, "1.1", 400_000)
+    second = report()
+    assert second["r:GET:2xx:HTTP/1.1"] == "7"
+    assert second["d2"] == "2"
 
 
 def test_a_long_report_is_split_into_lines_shorter_than_pipe_buf() -> None:
@@ -128,3 +157,33 @@ def test_openmetrics_when_the_scraper_asks() -> None:
     )
     assert content_type.startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
+
+
+def test_a_stalled_scrape_is_closed_by_the_sweep_without_a_new_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A scraper that sends half a head and waits must not hold one of the few scrape slots
+    # until the next scraper connects: the master's tick sweeps it past the deadline.
+    monkeypatch.setattr(exporter, "_DEADLINE", 0.2)
+    with selectors.DefaultSelector() as selector:
+        endpoint = exporter.MetricsEndpoint("127.0.0.1:0", selector, MasterMetrics(), {})
+        try:
+            port = endpoint.sock.getsockname()[1]
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(b"GET /metrics HTTP/1.1\r\n")  # no end of head
+                for key, events in selector.select(1.0):
+                    key.data(events)  # accept, then read the partial head
+                assert len(endpoint.scrapes) == 1
+                endpoint.sweep()
+                assert len(endpoint.scrapes) == 1  # not yet past the deadline
+                time.sleep(0.3)
+                endpoint.sweep()
+                assert endpoint.scrapes == {}
+                # closed by the server: an end of stream, or a reset since the head it got was
+                # never read
+                try:
+                    assert client.recv(1) == b""
+                except ConnectionResetError:
+                    pass
+        finally:
+            endpoint.close()

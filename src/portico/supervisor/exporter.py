@@ -240,9 +240,7 @@ class MetricsEndpoint:
             sock, _ = self.sock.accept()
         except OSError:  # BlockingIOError, or the peer already gave up
             return
-        now = time.monotonic()
-        for scrape in [s for s in self.scrapes.values() if now - s.started > _DEADLINE]:
-            scrape.close()
+        self.sweep()
         if len(self.scrapes) >= _MAX_CONNECTIONS:
             sock.close()
             return
@@ -250,6 +248,14 @@ class MetricsEndpoint:
         scrape = _Scrape(self, sock)
         self.scrapes[sock.fileno()] = scrape
         self.selector.register(sock, selectors.EVENT_READ, scrape.on_events)
+
+    def sweep(self) -> None:
+        """Close the scrapes older than ``_DEADLINE`` (a client that sent half a head, or stopped
+        reading): called on every master tick, so one is dropped within a second of its
+        deadline, not when the next scraper happens to connect."""
+        now = time.monotonic()
+        for scrape in [s for s in self.scrapes.values() if now - s.started > _DEADLINE]:
+            scrape.close()
 
     def closed(self, scrape: _Scrape) -> None:
         fd = scrape.sock.fileno()

@@ -181,6 +181,8 @@ class Master:
                     self._read_worker(worker)
                 elif callable(worker):  # the metrics endpoint's sockets
                     worker(events)
+        if self.exporter is not None:
+            self.exporter.sweep()
 
     def _install_signals(self) -> None:
         os.set_blocking(self.wake_r, False)
