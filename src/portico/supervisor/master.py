@@ -115,8 +115,7 @@ class Master:
         self.wake_r, self.wake_w = os.pipe()
         self.listeners: Listeners | None = None
         self.metrics = MasterMetrics()
-        #: ``--metrics-bind``'s socket and scrapes (``supervisor.exporter``), when set
-        self.exporter: MetricsEndpoint | None = None
+        self.exporter: MetricsEndpoint | None = None  # --metrics-bind's socket and scrapes
 
     # --- the loop -----------------------------------------------------------------
 
@@ -181,7 +180,7 @@ class Master:
                     self._read_worker(worker)
                 elif callable(worker):  # the metrics endpoint's sockets
                     worker(events)
-        if self.exporter is not None:
+        if self.exporter is not None:  # close the scrapes past their deadline
             self.exporter.sweep()
 
     def _install_signals(self) -> None:
