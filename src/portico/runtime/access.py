@@ -29,6 +29,7 @@ from portico.config.observability import (
     CLIENT,
     CLIENT_ADDR,
     CLIENT_PORT,
+    DEFAULT_ACCESS_FORMAT,
     DURATION_MS,
     DURATION_S,
     DURATION_US,
@@ -162,19 +163,48 @@ _request_lines: Final[dict[tuple[str, bytes, bytes, str], str]] = {}
 _clients: Final[dict[tuple[str, int], str]] = {}
 
 
+#: ``GET path HTTP/1.1`` lines by their path: most lines, found without building a tuple key
+_get_lines: Final[dict[bytes, str]] = {}
+
+
 def _request_line(request: Request) -> str:
     """``GET /path?q HTTP/1.1``, escaped; remembered (bounded) for short targets."""
+    if request.method == "GET" and not request.query_string and request.http_version == "1.1":
+        line = _get_lines.get(request.raw_path)
+        if line is not None:
+            return line
+        line = _build_request_line(request)
+        if len(request.raw_path) <= _CACHED_SIZE:
+            if len(_get_lines) >= _CACHE_LIMIT:
+                _get_lines.clear()
+            _get_lines[request.raw_path] = line
+        return line
     key = (request.method, request.raw_path, request.query_string, request.http_version)
     line = _request_lines.get(key)
     if line is None:
-        method = _escape(request.method, _CACHED_SIZE)
-        target = _escape(_target(request), _TARGET_LIMIT)
-        line = f"{method} {target} HTTP/{_escape(request.http_version, _CACHED_SIZE)}"
+        line = _build_request_line(request)
         if len(request.raw_path) + len(request.query_string) <= _CACHED_SIZE:
             if len(_request_lines) >= _CACHE_LIMIT:
                 _request_lines.clear()
             _request_lines[key] = line
     return line
+
+
+def _build_request_line(request: Request) -> str:
+    method = _escape(request.method, _CACHED_SIZE)
+    target = _escape(_target(request), _TARGET_LIMIT)
+    return f"{method} {target} HTTP/{_escape(request.http_version, _CACHED_SIZE)}"
+
+
+#: the zeros that pad a fraction of ``n`` digits to six
+_ZEROS: Final = tuple("0" * (6 - digits) for digits in range(7))
+
+
+def _seconds(duration: int) -> str:
+    """Nanoseconds as ``%.6f`` seconds, from integers (a float's format is slow compiled)."""
+    micros = (duration + 500) // 1000
+    fraction = str(micros % 1_000_000)
+    return f"{micros // 1_000_000}.{_ZEROS[len(fraction)]}{fraction}"
 
 
 def _client(client: tuple[str, int] | None) -> str:
@@ -197,6 +227,8 @@ class AccessFormatter:
         compiled = parse_access_format(spec)
         fields = compiled.fields
         self.json = compiled.json
+        #: the default line is one f-string below, not a walk over its eleven fields
+        self.default = spec == DEFAULT_ACCESS_FORMAT
         self.codes = tuple(field.code for field in fields)
         self.texts = tuple(field.text for field in fields)
         self.names = tuple(field.text.encode("latin-1") for field in fields)
@@ -216,6 +248,15 @@ class AccessFormatter:
         ``wall`` (``time.time()``; 0: now)."""
         if not wall:
             wall = time.time()
+        if self.default:
+            status_text = _STATUSES[status] if 100 <= status < 1000 else str(status)
+            micros = (duration + 500) // 1000  # _seconds, inlined: one string built, not two
+            fraction = str(micros % 1_000_000)
+            return (
+                f"{_client(stream.client)} - - [{self._local_time(wall)}] "
+                f'"{_request_line(stream.request)}" {status_text} {stream.sent_bytes} '
+                f"{micros // 1_000_000}.{_ZEROS[len(fraction)]}{fraction}"
+            )
         codes = self.codes
         out: list[str] = []
         if self.json:
@@ -279,10 +320,8 @@ class AccessFormatter:
             return str(duration // 1000)
         if code == DURATION_MS:
             return str(duration // 1_000_000)
-        if code == DURATION_S:  # "%.6f", from integers (a float's format is slow compiled)
-            micros = (duration + 500) // 1000
-            fraction = str(micros % 1_000_000)
-            return f"{micros // 1_000_000}.{'0' * (6 - len(fraction))}{fraction}"
+        if code == DURATION_S:
+            return _seconds(duration)
         if code == DURATION_WHOLE_S:
             return str(duration // 1_000_000_000)
         if code == PID:
