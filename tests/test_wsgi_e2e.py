@@ -299,6 +299,29 @@ def test_a_slow_request_does_not_block_another(serve: ServerFactory) -> None:
     assert b_start < a_end  # they ran at the same time (the app's own clock says so)
 
 
+def test_every_thread_serves_when_the_apps_wait(serve: ServerFactory) -> None:
+    # The pool wakes one thread per loop turn and lets it take job after job; apps that wait
+    # (here in sleep, as on a database) must still get a thread each, all eight at once.
+    server = serve("wsgi_apps:slow", "--threads", "8")
+    spans: list[tuple[float, float]] = []
+    threads: set[str] = set()
+
+    def call() -> None:
+        response = httpx.get(server.url + "/?1", timeout=10)
+        start, end = map(float, response.text.split())
+        spans.append((start, end))
+        threads.add(response.headers["x-thread"])
+
+    clients = [threading.Thread(target=call) for _ in range(8)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    assert len(spans) == 8
+    assert max(start for start, _ in spans) < min(end for _, end in spans)  # all overlapped
+    assert len(threads) == 8
+
+
 def test_threads_bound_the_concurrency(serve: ServerFactory) -> None:
     server = serve("wsgi_apps:slow", "--threads", "1")
     spans: list[tuple[float, float]] = []

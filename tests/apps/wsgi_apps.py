@@ -122,7 +122,7 @@ def slow(environ: Environ, start_response: StartResponse) -> list[bytes]:
     started = time.monotonic()
     print("slow request started", flush=True)
     time.sleep(float(environ["QUERY_STRING"] or "1"))
-    start_response("200 OK", _PLAIN)
+    start_response("200 OK", [*_PLAIN, ("X-Thread", threading.current_thread().name)])
     return [b"%f %f" % (started, time.monotonic())]
 
 

@@ -321,7 +321,9 @@ class Config(
         "add overlap, not CPU. 8 overlaps typical I/O waits and stays within the connections "
         "a process-wide database pool allows by default (SQLAlchemy: 5 + 10 overflow), so "
         "threads do not queue for a connection (waitress uses 4 threads, mod_wsgi 15). Raise "
-        "it for slow upstream calls; add workers for CPU.",
+        "it for slow upstream calls; add workers for CPU. Threads are woken as the work needs "
+        "them: one takes request after request while the app computes, and more join within "
+        "a millisecond when the running ones wait on I/O.",
         flags=("--threads",),
         peers=(gunicorn("threads", "--threads"),),
     )

@@ -83,8 +83,9 @@ def _latin1(text: object, what: str) -> bytes:
 _CACHE_LIMIT = 4096
 #: status line as the app gives it -> (code, its reason phrase when it is not the standard one)
 _statuses: dict[str, tuple[int, bytes]] = {}
-#: (name, value) as the app gives it -> the checked latin-1 pair
-_fields: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+#: (name, value) as the app gives it -> the checked latin-1 pair, and its Content-Length (-1 for
+#: other fields), so a cached field costs neither a lower() nor an int() per response
+_fields: dict[tuple[str, str], tuple[tuple[bytes, bytes], int]] = {}
 
 
 def _parse_status(status: object) -> tuple[int, bytes]:
@@ -103,18 +104,21 @@ def _parse_status(status: object) -> tuple[int, bytes]:
     return parsed
 
 
-def _check_field(field: object) -> tuple[bytes, bytes]:
+def _check_field(field: object) -> tuple[tuple[bytes, bytes], int]:
     if type(field) is not tuple or len(field) != 2:
         raise AppError(f"response header must be a (name, value) tuple, got {field!r}")
     name = _latin1(field[0], "header name")
     value = _latin1(field[1], "header value")
     check_response_field(name, value)
-    if name.lower() == b"content-length" and not value.isdigit():
-        raise AppError(f"invalid response Content-Length {value!r}")
+    length = -1
+    if name.lower() == b"content-length":
+        if not value.isdigit():
+            raise AppError(f"invalid response Content-Length {value!r}")
+        length = int(value)
     if len(_fields) >= _CACHE_LIMIT:
         _fields.clear()
-    _fields[field] = checked = (name, value)
-    return checked
+    _fields[field] = entry = ((name, value), length)
+    return entry
 
 
 class Response:
@@ -160,14 +164,14 @@ class Response:
         fields = _fields
         for field in headers:
             try:
-                checked = fields.get(field)
+                entry = fields.get(field)
             except TypeError:  # unhashable: certainly not a (str, str) tuple
-                checked = None
-            if checked is None:
-                checked = _check_field(field)
-            encoded.append(checked)
-            if checked[0].lower() == b"content-length":
-                length = int(checked[1])
+                entry = None
+            if entry is None:
+                entry = _check_field(field)
+            encoded.append(entry[0])
+            if entry[1] >= 0:
+                length = entry[1]
         self._status, self._reason = parsed
         self._headers = encoded
         self._length = length

@@ -179,12 +179,21 @@ def base_environ(context: WSGIContext) -> dict[str, Any]:
 def _server_address(host: str | None, stream: BlockingStream, scheme: str) -> tuple[str, str]:
     default_port = "443" if scheme == "https" else "80"
     if host:
-        if host.startswith("["):  # [IPv6]:port
-            name, _, rest = host.partition("]")
-            port = rest[1:] if rest.startswith(":") else ""
-            return name + "]", port or default_port
-        name, _, port = host.partition(":")
-        return name, port or default_port
+        key = (host, scheme)
+        address = _addresses.get(key)
+        if address is None:
+            if host.startswith("["):  # [IPv6]:port
+                name, _, rest = host.partition("]")
+                port = rest[1:] if rest.startswith(":") else ""
+                address = (name + "]", port or default_port)
+            else:
+                name, _, port = host.partition(":")
+                address = (name, port or default_port)
+            if len(host) <= _CACHED_KEY_LIMIT:
+                if len(_addresses) >= _CACHE_LIMIT:
+                    _addresses.clear()
+                _addresses[key] = address
+        return address
     server = stream.server
     if server is None:
         return "localhost", default_port
@@ -198,6 +207,9 @@ _CACHE_LIMIT = 4096
 #: Client-chosen keys longer than this are not remembered
 _CACHED_KEY_LIMIT = 256
 _path_infos: dict[bytes, str] = {}
+#: (Host, scheme) -> (SERVER_NAME, SERVER_PORT)
+_addresses: dict[tuple[str, str], tuple[str, str]] = {}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
 #: header name -> environ key; "" for names that never become HTTP_* keys
 _environ_keys: dict[bytes, str] = {
     b"content-type": "CONTENT_TYPE",
@@ -266,7 +278,8 @@ def build_environ(
     environ["PATH_INFO"] = path
     environ["QUERY_STRING"] = query
     environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
-    environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
+    version = request.http_version
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
     environ["wsgi.url_scheme"] = scheme
     if scheme == "https":
         environ["HTTPS"] = "on"  # the CGI variable frameworks and mod_wsgi-era code look at
