@@ -290,6 +290,32 @@ def bench_server(
     return results
 
 
+def median_results(
+    rounds: Sequence[Sequence[report.Result]], chosen: Sequence[servers.ServerSpec]
+) -> list[report.Result]:
+    """One result per server and scenario, in table order: the run with the median req/s
+    among the rounds that measured it (the lower middle one for an even count), else the
+    first round's failure."""
+    results: list[report.Result] = []
+    for spec in chosen:
+        mine = [r for runs in rounds for r in runs if r.server == spec.name]
+        for scenario in dict.fromkeys(r.scenario for r in mine):
+            runs = [r for r in mine if r.scenario == scenario]
+            measured = sorted((r for r in runs if r.measured), key=lambda r: r.rps or 0.0)
+            results.append(measured[(len(measured) - 1) // 2] if measured else runs[0])
+    return results
+
+
+def spreads(rounds: Sequence[Sequence[report.Result]]) -> dict[str, list[float]]:
+    """``server/scenario`` -> the req/s of every round, for the JSON record."""
+    found: dict[str, list[float]] = {}
+    for runs in rounds:
+        for r in runs:
+            if r.measured and r.rps is not None:
+                found.setdefault(f"{r.server}/{r.scenario}", []).append(round(r.rps))
+    return found
+
+
 def select_servers(
     wanted: str, all_specs: Sequence[servers.ServerSpec]
 ) -> list[servers.ServerSpec]:
@@ -348,6 +374,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Benchmark Portico against uvicorn, granian, hypercorn and gunicorn with wrk.",
     )
     p.add_argument("--duration", type=int, default=10, help="seconds per measured run (10)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every server this many times, the order flipped each round, and report each "
+        "row's median run: on a noisy machine, drift then falls on every server alike (1)",
+    )
     p.add_argument("--connections", type=int, default=64, help="wrk keep-alive connections (64)")
     p.add_argument(
         "--servers",
@@ -443,13 +476,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[report.Result] = []
     started = time.monotonic()
     interrupted = False
+    rounds: list[list[report.Result]] = []
     try:
-        for spec in chosen:
-            results += bench_server(spec, scenarios, args, echo_script, out_dir)
+        for number in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {number + 1} of {args.rounds}")
+            order = chosen if number % 2 == 0 else chosen[::-1]
+            rounds.append([])
+            for spec in order:
+                rounds[-1] += bench_server(spec, scenarios, args, echo_script, out_dir)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: servers stopped; writing what was measured")
 
+    results = median_results(rounds, chosen)
+    if args.rounds > 1:
+        meta["method"] += f"; median of {len(rounds)} interleaved rounds"
+        meta["rounds"] = len(rounds)
+        meta["spread"] = spreads(rounds)
+        print("\nreq/s of each round:")
+        for key, values in meta["spread"].items():
+            print(f"  {key:<28} " + "  ".join(f"{v:>9,.0f}" for v in values))
     names = [s.name for s in scenarios]
     print()
     seen: set[tuple[str, str]] = set()
