@@ -23,7 +23,10 @@ def test_sighup_under_h2load_fails_no_request(serve: ServerFactory, tmp_path: Pa
     server.signal(signal.SIGHUP)
     result = load.result()
     assert result.bad == 0, result.output + server.log[-4000:]
-    assert result.succeeded > 10_000, result.output
+    # Load really ran through the reload. Not a throughput bar: a client whose connection got
+    # the GOAWAY sends little more ("Process Request Failure" in h2load's output), so the count
+    # mostly says how fast the machine served before the SIGHUP (8,730 on one loaded CI run).
+    assert result.succeeded > 1_000, result.output
     assert result.never_sent < result.succeeded / 100, result.output
     assert "reload complete" in server.log
     assert not before & set(server.worker_pids())  # every worker was replaced
