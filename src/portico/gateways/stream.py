@@ -21,17 +21,21 @@ costs no suspension.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Final, Protocol
 
 from portico.errors import ClientDisconnected
 from portico.protocols.events import Headers, Request
 
-if TYPE_CHECKING:
-    # the seam's waiters are the loop's futures, but this layer does no I/O: the types only
-    import asyncio
-
-__all__ = ["IO_UNIT", "ClientDisconnected", "Stream", "Tunnel", "with_defaults"]
+__all__ = [
+    "IO_UNIT",
+    "ClientDisconnected",
+    "Stream",
+    "Tunnel",
+    "TunnelOwner",
+    "Waiter",
+    "with_defaults",
+]
 
 #: The one unit of buffering between an app and its connection, in both directions: request body
 #: waiting for the app before the socket stops being read, response bytes waiting in the transport
@@ -47,6 +51,32 @@ def with_defaults(headers: Headers, defaults: Headers) -> Headers:
     response lacks: a response's own field wins."""
     names = {name.lower() for name, _ in headers}
     return [*headers, *(field for field in defaults if field[0] not in names)]
+
+
+class Waiter(Protocol):
+    """What the stream's waits return: the runtime's ``asyncio.Future``, seen through the few
+    things a gateway does with it (await it, or be called back when it is done)."""
+
+    def done(self) -> bool: ...
+
+    def add_done_callback(self, fn: Callable[[Any], object], /) -> None: ...
+
+    def __await__(self) -> Generator[Any, None, Any]: ...
+
+
+class TunnelOwner(Protocol):
+    """Who receives a switched protocol's bytes: the ``asyncio.Protocol`` methods the streams
+    call on it."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def eof_received(self) -> bool | None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
 
 
 class Tunnel(Protocol):
@@ -117,19 +147,20 @@ class Stream:
     #: the path prefix a trusted proxy removed (``X-Forwarded-Prefix``): it replaces the
     #: configured ``root_path`` for this request; ``None``: none was given
     prefix: str | None = None
-    #: the task running an ASGI app for this exchange (held so asyncio keeps it alive)
-    task: asyncio.Task[Any] | None = None
+    #: the task running an ASGI app for this exchange (held so asyncio keeps it alive); the
+    #: runtime's ``asyncio.Task``, typed ``Any`` since this layer does not import asyncio
+    task: Any = None
 
     # request body ---------------------------------------------------------
     def read(self) -> tuple[bytes, bool] | None:
         """Body bytes already here and whether more follow; ``None`` when none are buffered yet."""
         raise NotImplementedError
 
-    def wait_readable(self) -> asyncio.Future[None]:
+    def wait_readable(self) -> Waiter:
         """Resolves when :meth:`read` has something, the body ended, or the client left."""
         raise NotImplementedError
 
-    def wait_disconnect(self) -> asyncio.Future[None]:
+    def wait_disconnect(self) -> Waiter:
         """Resolves when the client is gone or the response is complete."""
         raise NotImplementedError
 
@@ -192,7 +223,7 @@ class Stream:
         said no): the exchange ends with it, and so does an HTTP/1.1 connection, since what
         follows the handshake on it may already be the other protocol's bytes."""
 
-    def accept_upgrade(self, headers: Headers, owner: asyncio.Protocol) -> tuple[Tunnel, bytes]:
+    def accept_upgrade(self, headers: Headers, owner: TunnelOwner) -> tuple[Tunnel, bytes]:
         """Answer the handshake (HTTP/1.1: ``101``) with ``headers`` and switch protocols.
 
         From now on ``owner`` receives the connection's bytes; returns the tunnel to write to and

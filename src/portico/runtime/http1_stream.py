@@ -13,7 +13,7 @@ import os
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel
+from portico.gateways.stream import IO_UNIT, ClientDisconnected, Stream, Tunnel, TunnelOwner
 from portico.protocols.events import Headers, Request, StreamError
 from portico.protocols.http11 import H1Connection
 from portico.runtime.context import Driver
@@ -329,7 +329,7 @@ class H1Stream(Stream):
     def refuse_upgrade(self) -> None:
         self.conn.proto.close_after_response()
 
-    def accept_upgrade(self, headers: Headers, owner: asyncio.Protocol) -> tuple[Tunnel, bytes]:
+    def accept_upgrade(self, headers: Headers, owner: TunnelOwner) -> tuple[Tunnel, bytes]:
         conn = self.conn
         transport = conn.transport
         if transport is None or self.disconnected or conn.closed:
@@ -341,6 +341,8 @@ class H1Stream(Stream):
         head = conn.proto.switch_response(headers, date=ctx.date, server=ctx.server_name)
         tail = conn.detach()
         self.status = 101
+        # the runtime's owners are asyncio protocols (the seam names only what streams call)
+        assert isinstance(owner, asyncio.BaseProtocol)
         transport.set_protocol(owner)  # first: the owner's limits may pause or resume writing
         transport.write(head)
         ctx.bytes_out += len(head)

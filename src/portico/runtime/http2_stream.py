@@ -21,7 +21,7 @@ import asyncio
 from typing import Any, Final
 
 from portico.errors import AppError
-from portico.gateways.stream import ClientDisconnected, Stream, Tunnel
+from portico.gateways.stream import ClientDisconnected, Stream, Tunnel, TunnelOwner
 from portico.protocols.events import Headers, Request
 from portico.protocols.h2_errors import CANCEL
 from portico.protocols.http2 import H2Connection
@@ -321,7 +321,7 @@ class H2Stream(Stream):
     def upgrade_requested(self) -> bool:
         return self.request.upgrade is not None and not self._started
 
-    def accept_upgrade(self, headers: Headers, owner: asyncio.Protocol) -> tuple[Tunnel, bytes]:
+    def accept_upgrade(self, headers: Headers, owner: TunnelOwner) -> tuple[Tunnel, bytes]:
         """RFC 8441 §5: a 200 with ``headers``; the stream's DATA frames are the tunnel."""
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
@@ -416,7 +416,7 @@ class H2Tunnel:
     stream is over both ways, reset, or the connection is gone.
     """
 
-    def __init__(self, stream: H2Stream, owner: asyncio.Protocol) -> None:
+    def __init__(self, stream: H2Stream, owner: TunnelOwner) -> None:
         self._stream = stream
         self._owner = owner
         self._high = 64 * 1024

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any, cast
 
 from portico.gateways.asgi import ASGIApp
@@ -166,7 +167,7 @@ class WSEngine(WebSocketChannel, asyncio.Protocol):
             self._update_reading()
         return data
 
-    def wait(self) -> asyncio.Future[None]:
+    def wait(self) -> Awaitable[None]:
         fut = self._ctx.loop.create_future()
         ws = self.ws
         if ws is None:
