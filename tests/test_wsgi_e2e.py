@@ -280,22 +280,28 @@ def test_wsgi_errors_goes_to_the_error_log(serve: ServerFactory) -> None:
     assert server.wait_for_log("and goodbye")
 
 
-def test_a_slow_request_does_not_block_another(serve: ServerFactory) -> None:
-    server = serve("wsgi_apps:slow", "--threads", "2")
-    spans: list[tuple[float, float]] = []
+def slow_calls(url: str, count: int) -> list[tuple[float, float, str]]:
+    """``count`` concurrent GETs of ``wsgi_apps:slow`` at ``url``: each one's (start, end) by
+    the app's own clock and the name of the thread that served it, sorted by start."""
+    spans: list[tuple[float, float, str]] = []
 
     def call() -> None:
-        text = httpx.get(server.url + "/?1", timeout=10).text
-        start, end = map(float, text.split())
-        spans.append((start, end))
+        response = httpx.get(url, timeout=10)
+        start, end = map(float, response.text.split())
+        spans.append((start, end, response.headers["x-thread"]))
 
-    clients = [threading.Thread(target=call) for _ in range(2)]
+    clients = [threading.Thread(target=call) for _ in range(count)]
     for client in clients:
         client.start()
     for client in clients:
         client.join()
-    assert len(spans) == 2
-    (_, a_end), (b_start, _) = sorted(spans)
+    assert len(spans) == count
+    return sorted(spans)
+
+
+def test_a_slow_request_does_not_block_another(serve: ServerFactory) -> None:
+    server = serve("wsgi_apps:slow", "--threads", "2")
+    (_, a_end, _), (b_start, _, _) = slow_calls(server.url + "/?1", 2)
     assert b_start < a_end  # they ran at the same time (the app's own clock says so)
 
 
@@ -303,39 +309,14 @@ def test_every_thread_serves_when_the_apps_wait(serve: ServerFactory) -> None:
     # The pool wakes one thread per loop turn and lets it take job after job; apps that wait
     # (here in sleep, as on a database) must still get a thread each, all eight at once.
     server = serve("wsgi_apps:slow", "--threads", "8")
-    spans: list[tuple[float, float]] = []
-    threads: set[str] = set()
-
-    def call() -> None:
-        response = httpx.get(server.url + "/?1", timeout=10)
-        start, end = map(float, response.text.split())
-        spans.append((start, end))
-        threads.add(response.headers["x-thread"])
-
-    clients = [threading.Thread(target=call) for _ in range(8)]
-    for client in clients:
-        client.start()
-    for client in clients:
-        client.join()
-    assert len(spans) == 8
-    assert max(start for start, _ in spans) < min(end for _, end in spans)  # all overlapped
-    assert len(threads) == 8
+    spans = slow_calls(server.url + "/?1", 8)
+    assert max(start for start, _, _ in spans) < min(end for _, end, _ in spans)  # overlapped
+    assert len({thread for _, _, thread in spans}) == 8
 
 
 def test_threads_bound_the_concurrency(serve: ServerFactory) -> None:
     server = serve("wsgi_apps:slow", "--threads", "1")
-    spans: list[tuple[float, float]] = []
-
-    def call() -> None:
-        start, end = map(float, httpx.get(server.url + "/?0.5", timeout=10).text.split())
-        spans.append((start, end))
-
-    clients = [threading.Thread(target=call) for _ in range(2)]
-    for client in clients:
-        client.start()
-    for client in clients:
-        client.join()
-    (_, a_end), (b_start, _) = sorted(spans)
+    (_, a_end, _), (b_start, _, _) = slow_calls(server.url + "/?0.5", 2)
     assert b_start >= a_end  # one thread: one after the other
 
 
