@@ -363,7 +363,7 @@ class ThreadPool:
         self._jobs: collections.deque[tuple[Callable[[Any], None], Any] | None] = (
             collections.deque()
         )
-        self._state = _thread.allocate_lock()  # guards _idle and _awake
+        self._state = _thread.allocate_lock()  # guards _idle, and _awake's changes
         self._all = [_Thread() for _ in range(threads)]
         self._idle: list[_Thread] = list(self._all)  # sleeping threads, the last one warmest
         self._awake = 0  # threads running a job or about to look at the queue
@@ -398,11 +398,20 @@ class ThreadPool:
         self._wake_scheduled = False
         if not self._jobs:
             return
-        with self._state:
-            if self._awake <= self._blocked and self._idle:  # nobody awake can take it
-                self._awake += 1
-                self._idle.pop().wake.release()
+        if self._awake <= self._blocked:  # nobody awake can take it
+            self._rouse(1)
         self._watch()
+
+    def _rouse(self, count: int) -> None:
+        """Wake up to ``count`` sleeping threads, the warmest first. (Read without the lock,
+        ``_awake`` may count a thread that is just going to sleep: it looks at the queue once
+        more under the lock, so a job is never left behind; at worst one thread too many
+        wakes, and sleeps again.)"""
+        with self._state:
+            idle = self._idle
+            for _ in range(min(count, len(idle))):
+                self._awake += 1
+                idle.pop().wake.release()
 
     def _watch(self) -> None:
         """Look at the threads in ``STALL`` seconds (unless a look is already due)."""
@@ -439,18 +448,10 @@ class ThreadPool:
         jobs = self._jobs
         if not jobs:
             return
-        with self._state:
-            idle = self._idle
-            if self._awake == 0:
-                # jobs of this turn, before its end wakes a thread: one takes them all
-                wanted = 1
-            elif self._awake <= blocked:  # every awake thread waits in its app
-                wanted = len(jobs)
-            else:
-                wanted = 0
-            for _ in range(min(wanted, len(idle))):
-                self._awake += 1
-                idle.pop().wake.release()
+        if self._awake == 0:
+            self._rouse(1)  # jobs of this turn, before its end wakes a thread: one takes them all
+        elif self._awake <= blocked:  # every awake thread waits in its app
+            self._rouse(len(jobs))
         if self._idle:
             self._watch()
 
@@ -510,11 +511,7 @@ class ThreadPool:
             self._stall_check.cancel()
             self._stall_check = None
         jobs.extend([None] * len(self._threads))
-        with self._state:
-            idle = self._idle
-            while idle:
-                self._awake += 1
-                idle.pop().wake.release()
+        self._rouse(len(self._threads))
         for thread in self._threads:
             thread.join(timeout / len(self._threads))
         return sum(thread.is_alive() for thread in self._threads)
