@@ -27,7 +27,10 @@ def test_sighup_under_h2load_fails_no_request(serve: ServerFactory, tmp_path: Pa
     # the GOAWAY sends little more ("Process Request Failure" in h2load's output), so the count
     # mostly says how fast the machine served before the SIGHUP (8,730 on one loaded CI run).
     assert result.succeeded > 1_000, result.output
-    assert result.never_sent < result.succeeded / 100, result.output
+    # A client whose connection got the GOAWAY may leave the requests it had queued unsent:
+    # at most its window of -m10 streams, so 16 x 10 in all, whatever the machine's speed (a
+    # share of the succeeded count failed a loaded CI run at 160 of 15,720).
+    assert result.never_sent <= 16 * 10, result.output
     assert "reload complete" in server.log
     assert not before & set(server.worker_pids())  # every worker was replaced
     assert server.stop() == 0
