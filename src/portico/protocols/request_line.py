@@ -70,8 +70,10 @@ def parser_detail(exc: Exception) -> str:
 
 # What to do with a field name: WATCH it on arrival (framing, Host, Expect, Upgrade, singletons),
 # DROP it (an underscore), note a PROXY_FIELD (origin resolution has work), or 0: keep it. The
-# map holds the names seen so far (bounded, and never long ones: a client cannot fill it with
-# junk), so a field costs one dict look-up.
+# map goes from a name as the client spelled it to its lower-case form and its kind, and holds the
+# spellings seen so far (bounded, and never long ones: a client cannot fill it with junk). So a
+# field costs one dict look-up: no lower() call, no new bytes to hash, and every later look-up
+# of the shared lower-case name (the environ's keys, the proxy fields) finds its hash cached.
 WATCH: Final = 1
 DROP: Final = 2
 PROXY_FIELD: Final = 3
@@ -87,16 +89,24 @@ _NAME_CACHE_LIMIT: Final = 4096
 _NAME_CACHE_LONGEST: Final = 64
 
 
-def name_kinds(watched: tuple[bytes, ...]) -> dict[bytes, int]:
-    return {**dict.fromkeys(_PROXY_FIELDS, PROXY_FIELD), **dict.fromkeys(watched, WATCH)}
+def name_kinds(watched: tuple[bytes, ...]) -> dict[bytes, tuple[bytes, int]]:
+    kinds = {name: (name, PROXY_FIELD) for name in _PROXY_FIELDS}
+    kinds.update({name: (name, WATCH) for name in watched})
+    return kinds
 
 
-def field_kind(kinds: dict[bytes, int], name: bytes) -> int:
-    """What to do with a (lower-case) field name not in ``kinds`` yet; remembers it."""
-    kind = DROP if name.find(b"_") >= 0 else 0
-    if len(name) <= _NAME_CACHE_LONGEST and len(kinds) < _NAME_CACHE_LIMIT:
-        kinds[name] = kind
-    return kind
+def field_kind(kinds: dict[bytes, tuple[bytes, int]], raw_name: bytes) -> tuple[bytes, int]:
+    """The lower-case form of a field name not in ``kinds`` yet, and what to do with it;
+    remembers both (the lower-case spelling too, so that its entry is shared)."""
+    name = raw_name.lower()
+    entry = kinds.get(name)
+    if entry is None:
+        entry = (name, DROP if name.find(b"_") >= 0 else 0)
+        if len(name) <= _NAME_CACHE_LONGEST and len(kinds) < _NAME_CACHE_LIMIT:
+            kinds[name] = entry
+    if len(raw_name) <= _NAME_CACHE_LONGEST and len(kinds) < _NAME_CACHE_LIMIT:
+        kinds[raw_name] = entry
+    return entry
 
 
 def check_transfer_encoding(value: bytes, chunked_already: bool) -> None:
