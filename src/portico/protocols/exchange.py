@@ -5,7 +5,7 @@ Split from ``http11`` (which keeps the connection's state machine) and compiled 
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from portico.errors import AppError
 from portico.protocols.events import Headers
@@ -35,9 +35,20 @@ _R_DATE: Final = b"date"
 _R_SERVER: Final = b"server"
 _R_WATCHED: Final = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
 
-# Response fields already found valid, with their lower-cased names: apps send the same fields
-# over and over, so each is checked once. Bounded; cleared when full.
-_checked_fields: Final[dict[tuple[bytes, bytes], bytes]] = {}
+# Response fields already found valid: apps send the same fields over and over, so each is checked
+# once, and its line (``name: value\r\n``) is built once. The code says what the field is to the
+# framing logic: a Content-Length (its value, parsed: >= 0) or one of the kinds below.
+# Bounded; cleared when full.
+_F_PLAIN: Final = -1
+_F_TE: Final = -2
+_F_CONNECTION: Final = -3
+_F_CONNECTION_CLOSE: Final = -4
+_F_DATE: Final = -5
+_F_SERVER: Final = -6
+_CHECKED_LIMIT: Final = 4096
+_checked_fields: Final[dict[tuple[bytes, bytes], tuple[bytes, int]]] = {}
+# ``content-length: N\r\n`` for the lengths responses had lately (bounded; cleared when full)
+_length_lines: Final[dict[int, bytes]] = {}
 
 _status_lines: Final[dict[int, bytes]] = {}
 
@@ -62,6 +73,35 @@ class _FieldLine:
 
 _DATE_LINE: Final = _FieldLine(b"date")
 _SERVER_LINE: Final = _FieldLine(b"server")
+
+
+def _check_field(name: bytes, value: bytes) -> tuple[bytes, int]:
+    """Check a response field not seen lately; return (and remember) its line and its code.
+    Raises :class:`AppError` (and remembers nothing) for a field the app may not send."""
+    check_response_field(name, value)
+    lname = name.lower()
+    code = _F_PLAIN
+    if lname in _R_WATCHED:
+        if lname == _R_CL:
+            if not value.isdigit():
+                raise AppError(f"invalid response Content-Length {value!r}")
+            code = int(value)
+        elif lname == _R_TE:
+            if value.strip().lower() != b"chunked":
+                raise AppError("the app may only set Transfer-Encoding: chunked")
+            code = _F_TE
+        elif lname == _R_CONN:
+            # find(): see http11
+            code = _F_CONNECTION_CLOSE if value.lower().find(b"close") >= 0 else _F_CONNECTION
+        elif lname == _R_DATE:
+            code = _F_DATE
+        else:
+            code = _F_SERVER
+    entry = (b"%s: %s\r\n" % (name, value), code)
+    if len(_checked_fields) >= _CHECKED_LIMIT:
+        _checked_fields.clear()
+    _checked_fields[(name, value)] = entry
+    return entry
 
 
 def status_line(status: int) -> bytes:
@@ -120,34 +160,31 @@ class Exchange:
         # an app's own reason phrase (already checked: no CR, LF or controls) is its own line
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason) if reason else status_line(status)]
         checked = _checked_fields
+        field: Any  # kept boxed: a compiled tuple[bytes, bytes] would be built anew to look up
         for field in headers:
-            name, value = field
-            key = field if type(field) is tuple else (name, value)
-            lname = checked.get(key)
-            if lname is None:
-                check_response_field(name, value)
-                if len(checked) >= 4096:
-                    checked.clear()
-                checked[key] = lname = name.lower()
-            if lname in _R_WATCHED:
-                if lname == _R_CL:
-                    if content_length is not None or not value.isdigit():
-                        raise AppError(f"invalid response Content-Length {value!r}")
-                    content_length = int(value)
-                elif lname == _R_TE:
-                    if value.strip().lower() != b"chunked":
-                        raise AppError("the app may only set Transfer-Encoding: chunked")
+            entry = checked.get(field) if type(field) is tuple else None
+            if entry is None:
+                name, value = field
+                entry = _check_field(name, value)
+            line, code = entry
+            if code != _F_PLAIN:
+                if code >= 0:
+                    if content_length is not None:
+                        raise AppError("a response must have at most one Content-Length")
+                    content_length = code
+                elif code == _F_TE:
                     chunked = True
                     continue  # re-added below, once, when the framing really is chunked
-                elif lname == _R_CONN:
-                    if value.lower().find(b"close") >= 0:  # find(): see http11
-                        self.keep_alive = False
+                elif code == _F_CONNECTION_CLOSE:
+                    self.keep_alive = False
                     continue  # the framing logic writes the Connection field
-                elif lname == _R_DATE:
+                elif code == _F_CONNECTION:
+                    continue
+                elif code == _F_DATE:
                     has_date = True
                 else:
                     has_server = True
-            out += (name, b": ", value, b"\r\n")
+            out.append(line)
         if chunked and content_length is not None:
             raise AppError("response has both Content-Length and Transfer-Encoding")
         if not has_date and date:
@@ -179,8 +216,14 @@ class Exchange:
         elif content_length is not None:
             self.remaining = content_length
         elif end:
-            out.append(b"content-length: %d\r\n" % len(body))
-            self.remaining = len(body)
+            size = len(body)
+            length_line = _length_lines.get(size)
+            if length_line is None:
+                if len(_length_lines) >= _CHECKED_LIMIT:
+                    _length_lines.clear()
+                _length_lines[size] = length_line = b"content-length: %d\r\n" % size
+            out.append(length_line)
+            self.remaining = size
         elif self.version == "1.1":
             self.chunked = True
             out.append(_TRANSFER_CHUNKED)
