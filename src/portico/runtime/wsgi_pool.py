@@ -538,6 +538,8 @@ class WSGIPool:
         self.pool = ThreadPool(threads, "portico-wsgi")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.outbox: Outbox | None = None
+        #: requests of this loop turn whose body may have come with the head
+        self._with_body: list[ThreadStream] = []
 
     def dispatch(self, request_stream: Stream) -> None:
         """On the loop: queue the request for a thread, with the body already here."""
@@ -552,20 +554,28 @@ class WSGIPool:
             stream._eof = True
         elif not request.expect_continue:
             # The driver dispatches on the head, before it feeds the body that came in the same
-            # read: look once more after it did, so that such a body is handed over with the
-            # request instead of by a hop from the thread.
-            loop.call_soon(self._submit_with_body, stream)
+            # read: look once more after it did (at the end of the turn, once for all of its
+            # requests), so that such a body is handed over with the request instead of by a
+            # hop from the thread.
+            waiting = self._with_body
+            waiting.append(stream)
+            if len(waiting) == 1:
+                loop.call_soon(self._submit_with_body)
             return
         self.pool.submit(self._run, stream)
 
-    def _submit_with_body(self, stream: ThreadStream) -> None:
-        inner = stream.stream
-        if inner.buffered and not inner.disconnected:
-            chunk = inner.read()
-            if chunk is not None:
-                stream._body, more = chunk
-                stream._eof = not more
-        self.pool.submit(self._run, stream)
+    def _submit_with_body(self) -> None:
+        waiting = self._with_body
+        self._with_body = []
+        pool = self.pool
+        for stream in waiting:
+            inner = stream.stream
+            if inner.buffered and not inner.disconnected:
+                chunk = inner.read()
+                if chunk is not None:
+                    stream._body, more = chunk
+                    stream._eof = not more
+            pool.submit(self._run, stream)
 
     def _run(self, stream: ThreadStream) -> None:
         """In a pool thread: the whole life of one request."""
