@@ -316,6 +316,23 @@ def spreads(rounds: Sequence[Sequence[report.Result]]) -> dict[str, list[float]]
     return found
 
 
+def paired_ratios(rounds: Sequence[Sequence[report.Result]]) -> dict[str, list[float]]:
+    """``portico-row÷peer-row/scenario`` -> Portico's req/s over the peer's in each round that
+    measured both, for rows of the same interface. The two ran within one round, seconds
+    apart, so a drift of the machine's speed between rounds cancels out of each ratio: on a
+    noisy machine the median of these is steadier than the ratio of the medians."""
+    found: dict[str, list[float]] = {}
+    for runs in rounds:
+        ours = [r for r in runs if r.measured and r.rps and r.server.startswith("portico")]
+        peers = [r for r in runs if r.measured and r.rps and not r.server.startswith("portico")]
+        for mine in ours:
+            for peer in peers:
+                if peer.scenario == mine.scenario and peer.interface == mine.interface:
+                    key = f"{mine.server}÷{peer.server}/{mine.scenario}"
+                    found.setdefault(key, []).append(round((mine.rps or 0) / (peer.rps or 1), 3))
+    return found
+
+
 def select_servers(
     wanted: str, all_specs: Sequence[servers.ServerSpec]
 ) -> list[servers.ServerSpec]:
@@ -497,6 +514,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nreq/s of each round:")
         for key, values in meta["spread"].items():
             print(f"  {key:<28} " + "  ".join(f"{v:>9,.0f}" for v in values))
+        meta["paired"] = paired = paired_ratios(rounds)
+        if paired:
+            print("\nPortico ÷ peer in each round, and the median of the rounds:")
+            for key, ratios in paired.items():
+                middle = sorted(ratios)[(len(ratios) - 1) // 2]
+                print(
+                    f"  {key:<40} "
+                    + "  ".join(f"{v:>5.2f}" for v in ratios)
+                    + f"   median {middle:.2f}x"
+                )
     names = [s.name for s in scenarios]
     print()
     seen: set[tuple[str, str]] = set()
