@@ -160,8 +160,10 @@ class Exchange:
         # an app's own reason phrase (already checked: no CR, LF or controls) is its own line
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason) if reason else status_line(status)]
         checked = _checked_fields
-        field: Any  # kept boxed: a compiled tuple[bytes, bytes] would be built anew to look up
-        for field in headers:
+        # Iterated as list[Any]: compiled, the items of a list[tuple[bytes, bytes]] are unpacked
+        # and each is built anew as a tuple to be looked up.
+        fields: list[Any] = headers
+        for field in fields:
             entry = checked.get(field) if type(field) is tuple else None
             if entry is None:
                 name, value = field
