@@ -84,8 +84,10 @@ _CACHE_LIMIT = 4096
 #: status line as the app gives it -> (code, its reason phrase when it is not the standard one)
 _statuses: dict[str, tuple[int, bytes]] = {}
 #: (name, value) as the app gives it -> the checked latin-1 pair, and its Content-Length (-1 for
-#: other fields), so a cached field costs neither a lower() nor an int() per response
-_fields: dict[tuple[str, str], tuple[tuple[bytes, bytes], int]] = {}
+#: other fields), so a cached field costs neither a lower() nor an int() per response. The pair
+#: is typed Any so that, compiled, it stays the one tuple object (the protocol's own cache of
+#: checked fields then finds it by identity) instead of being unpacked and built anew.
+_fields: dict[tuple[str, str], tuple[Any, int]] = {}
 
 
 def _parse_status(status: object) -> tuple[int, bytes]:
@@ -104,7 +106,7 @@ def _parse_status(status: object) -> tuple[int, bytes]:
     return parsed
 
 
-def _check_field(field: object) -> tuple[tuple[bytes, bytes], int]:
+def _check_field(field: object) -> tuple[Any, int]:
     if type(field) is not tuple or len(field) != 2:
         raise AppError(f"response header must be a (name, value) tuple, got {field!r}")
     name = _latin1(field[0], "header name")
@@ -159,7 +161,7 @@ class Response:
             parsed = _parse_status(status)
         if type(headers) is not list:
             raise AppError(f"response headers must be a list, got {type(headers).__name__}")
-        encoded: Headers = []
+        encoded: list[Any] = []  # of the cached pairs, as they are (see _fields)
         length: int | None = None
         fields = _fields
         for field in headers:
@@ -225,16 +227,21 @@ class Response:
     def send_chunks(self, chunks: list[bytes] | tuple[bytes, ...]) -> None:
         """A list body: its size is known, so a small one is sent and ended in one piece (with
         a Content-Length), and one that contradicts its Content-Length is a 500, not a cut."""
-        if (
-            self._pending
-            and not self._sent
-            and (
-                type(chunks[0]) is bytes
-                if len(chunks) == 1
-                else all(type(chunk) is bytes for chunk in chunks)
-            )
-        ):
-            total = sum(map(len, chunks))
+        total = -1  # the body's size, when every chunk is bytes
+        if self._pending and not self._sent:
+            count = len(chunks)
+            if count == 1:
+                first = chunks[0]
+                if type(first) is bytes:
+                    total = len(first)
+            else:
+                total = 0
+                for chunk in chunks:
+                    if type(chunk) is not bytes:
+                        total = -1
+                        break
+                    total += len(chunk)
+        if total >= 0:
             length = self._length
             if (
                 length is not None
@@ -246,7 +253,7 @@ class Response:
                     f"response body of {total} bytes does not match Content-Length {length}"
                 )
             if total <= _JOIN_LIMIT:
-                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                body = chunks[0] if count == 1 else b"".join(chunks)
                 self.stream.start(self._status, self._headers, body, True, self._reason)
                 self._sent = self.done = True
                 return

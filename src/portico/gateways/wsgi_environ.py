@@ -213,8 +213,8 @@ def base_environ(context: WSGIContext) -> dict[str, Any]:
 def _server_address(host: str | None, stream: BlockingStream, scheme: str) -> tuple[str, str]:
     default_port = "443" if scheme == "https" else "80"
     if host:
-        key = (host, scheme)
-        address = _addresses.get(key)
+        addresses = _addresses if scheme == "http" else _tls_addresses
+        address = addresses.get(host)
         if address is None:
             if host.startswith("["):  # [IPv6]:port
                 name, _, rest = host.partition("]")
@@ -223,10 +223,10 @@ def _server_address(host: str | None, stream: BlockingStream, scheme: str) -> tu
             else:
                 name, _, port = host.partition(":")
                 address = (name, port or default_port)
-            if len(host) <= _CACHED_KEY_LIMIT:
-                if len(_addresses) >= _CACHE_LIMIT:
-                    _addresses.clear()
-                _addresses[key] = address
+            if len(host) <= _CACHED_KEY_LIMIT and scheme in ("http", "https"):
+                if len(addresses) >= _CACHE_LIMIT:
+                    addresses.clear()
+                addresses[host] = address
         return address
     server = stream.server
     if server is None:
@@ -241,8 +241,9 @@ _CACHE_LIMIT = 4096
 #: Client-chosen keys longer than this are not remembered
 _CACHED_KEY_LIMIT = 256
 _path_infos: dict[bytes, str] = {}
-#: (Host, scheme) -> (SERVER_NAME, SERVER_PORT)
-_addresses: dict[tuple[str, str], tuple[str, str]] = {}
+#: Host -> (SERVER_NAME, SERVER_PORT), for http and for https (their default ports differ)
+_addresses: dict[str, tuple[str, str]] = {}
+_tls_addresses: dict[str, tuple[str, str]] = {}
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
 #: header name -> environ key; "" for names that never become HTTP_* keys
 _environ_keys: dict[bytes, str] = {
