@@ -35,6 +35,7 @@ from portico.runtime.tls import load as load_tls
 from portico.runtime.tls import tls_settings
 from portico.runtime.wsgi_pool import WSGIPool
 from portico.worker.fd_limit import ensure_fd_limit
+from portico.worker.heap import keep_heap_top
 from portico.worker.link import MasterLink
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ def serve(
     _, fd_warning = ensure_fd_limit(config.max_connections)
     if fd_warning is not None:
         log.warning("%s", fd_warning)
+    keep_heap_top()
     apps = preloaded if preloaded is not None else load(config)
     if hooks is not None:
         hooks.call("post_worker_init")
