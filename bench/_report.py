@@ -223,6 +223,47 @@ def markdown(
         out += [f"## {s}: {SCENARIOS[s].title}", ""]
         out.append(_md_table(_COLUMNS, table, {2, 3, 4, 6}))
         out.append("")
+    spread = meta.get("spread")
+    if spread:
+        out += [
+            "## Every round",
+            "",
+            "Requests per second of each round, then Portico's over each peer's of the same"
+            " interface in each round (servers of one round ran seconds apart, so the machine's"
+            " drift between rounds cancels out of these ratios), with their median.",
+            "",
+        ]
+        rounds = max(len(values) for values in spread.values())
+        header = ["run", *(f"round {n + 1}" for n in range(rounds))]
+        out.append(
+            _md_table(
+                header,
+                [
+                    [key, *(f"{v:,.0f}" for v in values), *[""] * (rounds - len(values))]
+                    for key, values in spread.items()
+                ],
+                set(range(1, rounds + 1)),
+            )
+        )
+        out.append("")
+        paired = meta.get("paired") or {}
+        if paired:
+            out.append(
+                _md_table(
+                    [*header, "median"],
+                    [
+                        [
+                            key.replace("÷", " ÷ "),
+                            *(f"{v:.2f}x" for v in ratios),
+                            *[""] * (rounds - len(ratios)),
+                            f"**{sorted(ratios)[(len(ratios) - 1) // 2]:.2f}x**",
+                        ]
+                        for key, ratios in paired.items()
+                    ],
+                    set(range(1, rounds + 2)),
+                )
+            )
+            out.append("")
     notes: dict[tuple[str, str], list[str]] = {}
     for r in results:
         if r.note:
