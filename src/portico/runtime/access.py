@@ -20,7 +20,7 @@ import os
 import time
 from json.encoder import encode_basestring_ascii
 from time import perf_counter_ns
-from typing import Final
+from typing import Any, Final
 
 from portico.config import Config
 from portico.config.observability import (
@@ -160,7 +160,9 @@ def _response_header(stream: Stream, name: bytes) -> bytes | None:
 
 _STATUSES: Final = tuple(str(status) for status in range(1000))
 _request_lines: Final[dict[tuple[str, bytes, bytes, str], str]] = {}
-_clients: Final[dict[tuple[str, int], str]] = {}
+#: keyed by the connection's own address tuple (typed Any: compiled, a ``tuple[str, int]`` would
+#: be unpacked and built anew, and its hash computed again, for every look-up)
+_clients: Final[dict[Any, str]] = {}
 
 
 #: ``GET path HTTP/1.1`` lines by their path: most lines, found without building a tuple key
@@ -207,13 +209,15 @@ def _seconds(duration: int) -> str:
     return f"{micros // 1_000_000}.{_ZEROS[len(fraction)]}{fraction}"
 
 
-def _client(client: tuple[str, int] | None) -> str:
-    """``address:port``, escaped (a trusted proxy chose the address); remembered (bounded)."""
+def _client(client: Any) -> str:
+    """``address:port`` of a ``(str, int)`` client, escaped (a trusted proxy chose the
+    address); remembered (bounded)."""
     if client is None:
         return "-"
     text = _clients.get(client)
     if text is None:
-        text = f"{_escape(client[0], _CACHED_SIZE)}:{client[1]}"
+        address: tuple[str, int] = client
+        text = f"{_escape(address[0], _CACHED_SIZE)}:{address[1]}"
         if len(_clients) >= _CACHE_LIMIT:
             _clients.clear()
         _clients[client] = text
@@ -240,6 +244,10 @@ class AccessFormatter:
         self.pid = str(os.getpid())
         self._second = -1
         self._local = ""
+        #: the default line's start (``address:port - - [time] "``) by the identity of the
+        #: client's address tuple, one per connection, kept with the tuple so that the id
+        #: cannot be reused while it is here; emptied when the second changes
+        self._starts: dict[int, tuple[object, str]] = {}
         self._iso_second = -1
         self._iso = ""
 
@@ -251,11 +259,28 @@ class AccessFormatter:
         if self.default:
             status_text = _STATUSES[status] if 100 <= status < 1000 else str(status)
             micros = (duration + 500) // 1000  # _seconds, inlined: one string built, not two
-            fraction = str(micros % 1_000_000)
+            if micros < 1_000_000:  # most responses: no whole seconds to divide out and print
+                seconds = "0"
+                fraction = str(micros)
+            else:
+                seconds = str(micros // 1_000_000)
+                fraction = str(micros % 1_000_000)
+            client = stream.client
+            starts = self._starts
+            if int(wall) != self._second:
+                starts.clear()
+            known = starts.get(id(client))
+            if known is not None and known[0] is client:
+                start = known[1]
+            else:
+                # an int key and an identity test: cheaper than hashing the address tuple
+                start = f'{_client(client)} - - [{self._local_time(wall)}] "'
+                if len(starts) >= _CACHE_LIMIT:
+                    starts.clear()
+                starts[id(client)] = (client, start)
             return (
-                f"{_client(stream.client)} - - [{self._local_time(wall)}] "
-                f'"{_request_line(stream.request)}" {status_text} {stream.sent_bytes} '
-                f"{micros // 1_000_000}.{_ZEROS[len(fraction)]}{fraction}"
+                f'{start}{_request_line(stream.request)}" {status_text} {stream.sent_bytes} '
+                f"{seconds}.{_ZEROS[len(fraction)]}{fraction}"
             )
         codes = self.codes
         out: list[str] = []
