@@ -191,6 +191,36 @@ def test_invalid_response_content_length(value: bytes) -> None:
         conn.response_start(200, [(b"content-length", value)], b"")
 
 
+@pytest.mark.parametrize("repeat", [1, 2])  # the second time, every field comes from the cache
+def test_checked_fields_keep_their_framing_role_when_remembered(repeat: int) -> None:
+    for _ in range(repeat):
+        conn = connection()
+        fields = [(b"Connection", b"Close"), (b"Content-Length", b"2"), (b"X-App", b"1")]
+        out = b"".join(conn.response_start(200, fields, b"ok"))
+        head = head_of([out])
+        # the app's Connection is replaced by the framing's own, written once; the app's
+        # spelling of its other fields is kept
+        assert head.lower().count(b"connection: close") == 1
+        assert b"Connection: Close" not in head
+        assert b"Content-Length: 2\r\n" in head and b"X-App: 1\r\n" in head
+        assert not conn.keep_alive
+        with pytest.raises(AppError, match="at most one Content-Length"):
+            connection().response_start(200, [fields[1], (b"content-length", b"2")], b"ok")
+        with pytest.raises(AppError, match="does not match"):
+            connection().response_start(200, [fields[1]], b"too long")
+
+
+@pytest.mark.parametrize("name", [b"HOST", b"Host", b"host", b"hOsT"])
+def test_a_field_name_is_known_in_every_spelling(name: bytes) -> None:
+    for _ in range(2):  # the second time from the map of spellings
+        conn = H1Connection(h1_limits())
+        events = conn.receive_data(b"GET / HTTP/1.1\r\n" + name + b": a.example\r\nX_Y: z\r\n\r\n")
+        (request,) = requests(events)
+        assert request.headers == [(b"host", b"a.example")]  # lower-cased; X_Y is dropped
+        two = conn.receive_data(b"GET / HTTP/1.1\r\n" + name + b": a\r\n" + name + b": b\r\n\r\n")
+        assert [e.status for e in errors(two)] == [400]  # still the Host singleton rule
+
+
 def test_response_start_twice_and_body_before_start() -> None:
     conn = connection()
     with pytest.raises(AppError):
@@ -532,3 +562,21 @@ def test_version_is_llhttps_however_the_bytes_are_split(
     assert not errors(events)
     versions = [r.http_version for r in requests(events)]
     assert versions == ["1.0" if old else "1.1" for old in expected]
+
+
+@pytest.mark.parametrize(
+    ("target", "path", "query"),
+    [
+        (b"/a/b?x=1&y", b"/a/b", b"x=1&y"),
+        (b"/a#frag", b"/a", b""),
+        (b"/a?q#frag", b"/a", b"q"),
+        (b"/?", b"/", b""),
+    ],
+)
+def test_origin_form_targets_split_the_same_when_remembered(
+    target: bytes, path: bytes, query: bytes
+) -> None:
+    for _ in range(2):  # the second time from the cache of recent targets
+        conn = H1Connection(h1_limits())
+        (request,) = requests(conn.receive_data(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n"))
+        assert (request.raw_path, request.query_string) == (path, query)

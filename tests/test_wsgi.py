@@ -406,3 +406,29 @@ def test_the_apps_own_reason_phrase_is_kept(status: str, reason: bytes) -> None:
 
     fake = serve(app, FakeStream())
     assert fake.reason == reason  # empty: the standard phrase, from the protocol's cache
+
+
+def test_the_base_environ_holds_every_per_request_key_and_a_unix_peer_has_no_port() -> None:
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from portico.gateways.wsgi import base_environ  # noqa: PLC0415
+
+    base = base_environ(SimpleNamespace(root_path="", multiprocess=False))
+    seen: list[dict[str, Any]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(dict(environ))
+        start_response("200 OK", [])
+        return [b""]
+
+    tcp = FakeStream()
+    unix = FakeStream()
+    unix.client = None  # type: ignore[assignment]
+    run_wsgi(app, tcp, base, "")
+    run_wsgi(app, unix, base, "")
+    # no placeholder of the shared base is left over: every per-request key got its value
+    assert seen[0]["REMOTE_ADDR"] == "10.0.0.1" and seen[0]["REMOTE_PORT"] == "4242"
+    assert seen[0]["SERVER_NAME"] == "example.com" and seen[0]["SERVER_PORT"] == "8080"
+    assert {key for key, value in seen[0].items() if value == ""} == {"QUERY_STRING", "SCRIPT_NAME"}
+    assert seen[1]["REMOTE_ADDR"] == "" and "REMOTE_PORT" not in seen[1]
+    assert "REMOTE_PORT" in base  # the shared base is untouched

@@ -333,7 +333,7 @@ def build_environ(
         environ["REMOTE_PORT"] = str(client[1])
     else:  # a Unix socket has no peer address
         environ["REMOTE_ADDR"] = ""
-        del environ["REMOTE_PORT"]
+        environ.pop("REMOTE_PORT", None)
     keys = _environ_keys
     for raw_name, raw_value in request.headers:
         key = keys.get(raw_name)
