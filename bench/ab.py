@@ -9,7 +9,8 @@ A noisy machine drifts over minutes, so the two builds take turns: every round r
 on every scenario, and the order of the builds flips from one round to the next (A B, B A, A B…),
 so drift falls on both alike. Each run is one worker pinned to CPU 0 with wrk
 (``-t1 -c64``) pinned to CPU 1, after a 1 s warm-up, as in ``bench/run.py``. The table gives
-each build's median req/s over the rounds, the spread (min-max), and B ÷ A.
+each build's median req/s over the rounds, the spread (min-max), and the median of the rounds'
+B ÷ A.
 
 ``--portico-arg`` goes to every side, ``--a-arg`` and ``--b-arg`` to one: the same build with
 two configurations is an A/B too (``--a X --b X --b-arg=--access-log-file --b-arg=/tmp/a.log``
@@ -127,7 +128,7 @@ def main() -> int:
         "| scenario | "
         + " | ".join(f"{label} req/s (min-max)" for label in labels)
         + " | "
-        + " | ".join(f"{label} ÷ {label_a}" for label in others)
+        + " | ".join(f"{label} ÷ {label_a}, median of the rounds' (min-max)" for label in others)
         + " |",
         "|---|" + "---:|" * (len(labels) + len(others)),
     ]
@@ -141,9 +142,13 @@ def main() -> int:
         entry: dict[str, Any] = {label: by_build[label] for label in labels}
         ratios = []
         for label in others:
-            ratio = statistics.median(by_build[label]) / statistics.median(a)
+            # per round, then the median: the builds of one round ran seconds apart, so the
+            # machine's drift between rounds cancels out of each round's ratio
+            paired = [b / base for b, base in zip(by_build[label], a, strict=True)]
+            ratio = statistics.median(paired)
             entry["ratio" if len(others) == 1 else f"ratio {label}"] = ratio
-            ratios.append(f"{ratio:.3f}")
+            entry["rounds" if len(others) == 1 else f"rounds {label}"] = paired
+            ratios.append(f"{ratio:.3f} ({min(paired):.2f}-{max(paired):.2f})")
         lines.append(f"| {interface} {name} | " + " | ".join(cells + ratios) + " |")
         summary[f"{interface} {name}"] = entry
     table = "\n".join(lines)
