@@ -50,6 +50,8 @@ class Result:
     requests: int | None = None
     non2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
+    #: user + system CPU of the server's processes (every thread) per request, microseconds
+    cpu_us_per_request: float | None = None
 
     @property
     def errors(self) -> int:
@@ -123,7 +125,16 @@ def fmt_ratio(results: Sequence[Result], row: Result) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
 
-_COLUMNS = ("server", "interface", "req/s", "p99 ms", "transfer/s", "errors", "portico/peer")
+_COLUMNS = (
+    "server",
+    "interface",
+    "req/s",
+    "p99 ms",
+    "CPU µs/req",
+    "transfer/s",
+    "errors",
+    "portico/peer",
+)
 
 
 def _rows(results: Sequence[Result], scenario: str) -> list[tuple[str, ...]]:
@@ -133,6 +144,7 @@ def _rows(results: Sequence[Result], scenario: str) -> list[tuple[str, ...]]:
             r.interface,
             fmt_rps(r),
             fmt_ms(r.p99_ms),
+            "—" if r.cpu_us_per_request is None else f"{r.cpu_us_per_request:.1f}",
             fmt_bytes(r.transfer_bytes_per_s),
             fmt_errors(r),
             fmt_ratio(results, r),
@@ -149,7 +161,7 @@ def console_table(
     seen = set() if seen is None else seen
     rows = _rows(results, scenario)
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(_COLUMNS)]
-    right = {2, 3, 4, 6}
+    right = {2, 3, 4, 5, 7}
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
@@ -221,7 +233,7 @@ def markdown(
             if line[0].startswith("portico"):
                 line[0] = f"**{line[0]}**"
         out += [f"## {s}: {SCENARIOS[s].title}", ""]
-        out.append(_md_table(_COLUMNS, table, {2, 3, 4, 6}))
+        out.append(_md_table(_COLUMNS, table, {2, 3, 4, 5, 7}))
         out.append("")
     spread = meta.get("spread")
     if spread:

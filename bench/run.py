@@ -180,6 +180,28 @@ def portico_revision() -> str:
 # ----------------------------------------------------------------------------- running
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU so far of a process and all its descendants (every thread of each),
+    from /proc: a server's master, its workers and their threads."""
+    total = 0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text(encoding="ascii")
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: stat(5) fields 14 and 15
+        for task in tasks:
+            try:
+                todo += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     server: servers.RunningServer,
     scenario: report.Scenario,
@@ -204,7 +226,9 @@ def measure(
         argv = wrk.command(
             url, duration_s=args.duration, connections=args.connections, script=script, cpu=cpu
         )
+        cpu_before = tree_cpu_seconds(server.proc.pid)
         output = wrk.run(argv, duration_s=args.duration)
+        cpu_used = tree_cpu_seconds(server.proc.pid) - cpu_before
         (raw_dir / f"{spec.name}-{scenario.name}.txt").write_text(
             f"$ {shlex.join(argv)}\n{output}", encoding="utf-8"
         )
@@ -232,6 +256,7 @@ def measure(
         requests=got.requests,
         non2xx=got.non2xx,
         socket_errors=got.socket_errors,
+        cpu_us_per_request=cpu_used * 1e6 / got.requests if got.requests else None,
     )
 
 
@@ -281,7 +306,15 @@ def bench_server(
             results.append(result)
             if result.measured:
                 errs = f", {result.errors} errors" if result.errors else ""
-                print(f"{result.rps:>10,.0f} req/s  p99 {report.fmt_ms(result.p99_ms)} ms{errs}")
+                cpu_text = (
+                    ""
+                    if result.cpu_us_per_request is None
+                    else f"  CPU {result.cpu_us_per_request:.1f} µs/req"
+                )
+                print(
+                    f"{result.rps:>10,.0f} req/s  p99 {report.fmt_ms(result.p99_ms)} ms"
+                    f"{cpu_text}{errs}"
+                )
             else:
                 print(f"{result.status}: {result.note}", flush=True)
     finally:
