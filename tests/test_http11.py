@@ -571,11 +571,14 @@ def test_version_is_llhttps_however_the_bytes_are_split(
         (b"/a#frag", b"/a", b""),
         (b"/a?q#frag", b"/a", b"q"),
         (b"/?", b"/", b""),
+        # absolute-form (not remembered) loses its fragment too
+        (b"http://h/a#frag", b"/a", b""),
+        (b"http://h/a?q=1#frag", b"/a", b"q=1"),
+        (b"http://h?q#frag", b"/", b"q"),
+        (b"http://h/a?q#f?g", b"/a", b"q"),
     ],
 )
-def test_origin_form_targets_split_the_same_when_remembered(
-    target: bytes, path: bytes, query: bytes
-) -> None:
+def test_targets_split_the_same_when_remembered(target: bytes, path: bytes, query: bytes) -> None:
     for _ in range(2):  # the second time from the cache of recent targets
         conn = H1Connection(h1_limits())
         (request,) = requests(conn.receive_data(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n"))

@@ -374,9 +374,6 @@ class H1Connection:
             path, query = origin_form(url)
         else:
             path, query, scheme = other_target_form(url, method)
-            if url.find(b"#") >= 0:  # find(): see origin_form
-                # the fragment is never sent on the wire; a client that does gets it dropped
-                path, query = path.partition(b"#")[0], query.partition(b"#")[0]
         chunked = self._chunked
         has_body = chunked or self._content_length > 0
         if has_body and parser.should_upgrade():

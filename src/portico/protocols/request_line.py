@@ -63,7 +63,7 @@ def origin_form(url: bytes) -> tuple[bytes, bytes]:
     else:
         path, query = url[:query_at], url[query_at + 1 :]
     if url.find(b"#") >= 0:
-        path, query = path.partition(b"#")[0], query.partition(b"#")[0]
+        path, query = _without_fragment(path, query)
     split = (path, query)
     if len(url) <= _TARGET_CACHE_LONGEST:
         if len(_targets) >= _TARGET_CACHE_LIMIT:
@@ -72,8 +72,15 @@ def origin_form(url: bytes) -> tuple[bytes, bytes]:
     return split
 
 
+def _without_fragment(path: bytes, query: bytes) -> tuple[bytes, bytes]:
+    """A fragment is never sent on the wire (RFC 9110 §7.1: the target has none); a client
+    that sends one anyway gets it dropped, whichever part it starts in."""
+    return path.partition(b"#")[0], query.partition(b"#")[0]
+
+
 def other_target_form(url: bytes, method: str) -> tuple[bytes, bytes, str | None]:
-    """Split a request-target that is not origin-form (RFC 9112 §3.2.2-3.2.4)."""
+    """Split a request-target that is not origin-form (RFC 9112 §3.2.2-3.2.4); a fragment is
+    dropped, as in ``origin_form``."""
     if url == b"*":
         if method != "OPTIONS":
             raise BadRequest("asterisk-form is only allowed with OPTIONS")
@@ -90,6 +97,8 @@ def other_target_form(url: bytes, method: str) -> tuple[bytes, bytes, str | None
     if rest[:1] != b"/":
         rest = b"/" + rest
     path, _, query = rest.partition(b"?")
+    if url.find(b"#") >= 0:  # find(): see origin_form
+        path, query = _without_fragment(path, query)
     return path, query, scheme
 
 
