@@ -12,24 +12,11 @@ validation, the same Content-Length rules, no body for HEAD, 204 and 304.
 
 from __future__ import annotations
 
-from typing import Final
-
 from portico.errors import AppError
 from portico.protocols.events import Headers
-from portico.protocols.headers import check_response_field
+from portico.protocols.headers import HAS_DATE, HAS_SERVER, field_lines
 
 __all__ = ["CGIResponse"]
-
-_R_CL: Final = b"content-length"
-_R_TE: Final = b"transfer-encoding"
-_R_CONN: Final = b"connection"
-_R_DATE: Final = b"date"
-_R_SERVER: Final = b"server"
-_R_WATCHED: Final = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
-
-# Response fields already found valid, with their lower-cased names (as in exchange.py): apps send
-# the same fields over and over, so each is checked once. Bounded; cleared when full.
-_checked_fields: Final[dict[tuple[bytes, bytes], bytes]] = {}
 
 
 class CGIResponse:
@@ -67,35 +54,14 @@ class CGIResponse:
         """
         if self.started:
             raise AppError("response already started")
-        content_length: int | None = None
-        has_date = has_server = False
         out = [first_line]
-        checked = _checked_fields
-        for field in headers:
-            name, value = field
-            key = field if type(field) is tuple else (name, value)
-            lname = checked.get(key)
-            if lname is None:
-                check_response_field(name, value)
-                if len(checked) >= 4096:
-                    checked.clear()
-                checked[key] = lname = name.lower()
-            if lname in _R_WATCHED:
-                if lname == _R_CL:
-                    if content_length is not None or not value.isdigit():
-                        raise AppError(f"invalid response Content-Length {value!r}")
-                    content_length = int(value)
-                elif lname == _R_TE:
-                    if value.strip().lower() != b"chunked":
-                        raise AppError("the app may only set Transfer-Encoding: chunked")
-                    continue  # the protocol frames the body; nginx would not decode chunks
-                elif lname == _R_CONN:
-                    continue  # hop-by-hop, and nginx ignores it from these upstreams
-                elif lname == _R_DATE:
-                    has_date = True
-                else:
-                    has_server = True
-            out += (name, b": ", value, b"\r\n")
+        # the checks and lines of HTTP/1.1's; Transfer-Encoding and Connection are left out: the
+        # protocol frames the body (nginx would not decode chunks), and Connection is hop-by-hop
+        # (nginx ignores it from these upstreams)
+        length, found = field_lines(headers, out)
+        content_length = length if length >= 0 else None
+        has_date = found & HAS_DATE
+        has_server = found & HAS_SERVER
         if not has_date and date:
             out += (b"date: ", date, b"\r\n")
         if not has_server and server:

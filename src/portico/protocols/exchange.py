@@ -5,11 +5,20 @@ Split from ``http11`` (which keeps the connection's state machine) and compiled 
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from portico.errors import AppError
 from portico.protocols.events import Headers
-from portico.protocols.headers import REASONS, check_response_field
+from portico.protocols.headers import (
+    ASKS_CLOSE,
+    CHECKED_LIMIT,
+    HAS_DATE,
+    HAS_SERVER,
+    HAS_TE,
+    REASONS,
+    check_response_field,
+    field_lines,
+)
 
 __all__ = [
     "COALESCE_LIMIT",
@@ -27,26 +36,6 @@ _LAST_CHUNK: Final = b"0\r\n\r\n"
 CONNECTION_CLOSE: Final = b"connection: close\r\n"
 _CONNECTION_KEEP_ALIVE: Final = b"connection: keep-alive\r\n"
 _TRANSFER_CHUNKED: Final = b"transfer-encoding: chunked\r\n"
-# Response fields the framing logic owns.
-_R_CL: Final = b"content-length"
-_R_TE: Final = b"transfer-encoding"
-_R_CONN: Final = b"connection"
-_R_DATE: Final = b"date"
-_R_SERVER: Final = b"server"
-_R_WATCHED: Final = frozenset({_R_CL, _R_TE, _R_CONN, _R_DATE, _R_SERVER})
-
-# Response fields already found valid: apps send the same fields over and over, so each is checked
-# once, and its line (``name: value\r\n``) is built once. The code says what the field is to the
-# framing logic: a Content-Length (its value, parsed: >= 0) or one of the kinds below.
-# Bounded; cleared when full.
-_F_PLAIN: Final = -1
-_F_TE: Final = -2
-_F_CONNECTION: Final = -3
-_F_CONNECTION_CLOSE: Final = -4
-_F_DATE: Final = -5
-_F_SERVER: Final = -6
-_CHECKED_LIMIT: Final = 4096
-_checked_fields: Final[dict[tuple[bytes, bytes], tuple[bytes, int]]] = {}
 # ``content-length: N\r\n`` for the lengths responses had lately (bounded; cleared when full)
 _length_lines: Final[dict[int, bytes]] = {}
 
@@ -73,35 +62,6 @@ class _FieldLine:
 
 _DATE_LINE: Final = _FieldLine(b"date")
 _SERVER_LINE: Final = _FieldLine(b"server")
-
-
-def _check_field(name: bytes, value: bytes) -> tuple[bytes, int]:
-    """Check a response field not seen lately; return (and remember) its line and its code.
-    Raises :class:`AppError` (and remembers nothing) for a field the app may not send."""
-    check_response_field(name, value)
-    lname = name.lower()
-    code = _F_PLAIN
-    if lname in _R_WATCHED:
-        if lname == _R_CL:
-            if not value.isdigit():
-                raise AppError(f"invalid response Content-Length {value!r}")
-            code = int(value)
-        elif lname == _R_TE:
-            if value.strip().lower() != b"chunked":
-                raise AppError("the app may only set Transfer-Encoding: chunked")
-            code = _F_TE
-        elif lname == _R_CONN:
-            # find(): see http11
-            code = _F_CONNECTION_CLOSE if value.lower().find(b"close") >= 0 else _F_CONNECTION
-        elif lname == _R_DATE:
-            code = _F_DATE
-        else:
-            code = _F_SERVER
-    entry = (b"%s: %s\r\n" % (name, value), code)
-    if len(_checked_fields) >= _CHECKED_LIMIT:
-        _checked_fields.clear()
-    _checked_fields[(name, value)] = entry
-    return entry
 
 
 def status_line(status: int) -> bytes:
@@ -154,41 +114,18 @@ class Exchange:
         Marks the exchange ``response_done`` when ``end`` finished it; the connection then
         drops it. Raises :class:`AppError` before anything is committed.
         """
-        content_length: int | None = None
-        chunked = False
-        has_date = has_server = False
         # an app's own reason phrase (already checked: no CR, LF or controls) is its own line
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason) if reason else status_line(status)]
-        checked = _checked_fields
-        # Iterated as list[Any]: compiled, the items of a list[tuple[bytes, bytes]] are unpacked
-        # and each is built anew as a tuple to be looked up.
-        fields: list[Any] = headers
-        for field in fields:
-            entry = checked.get(field) if type(field) is tuple else None
-            if entry is None:
-                name, value = field
-                entry = _check_field(name, value)
-            line, code = entry
-            if code != _F_PLAIN:
-                if code >= 0:
-                    if content_length is not None:
-                        raise AppError("a response must have at most one Content-Length")
-                    content_length = code
-                elif code == _F_TE:
-                    chunked = True
-                    continue  # re-added below, once, when the framing really is chunked
-                elif code == _F_CONNECTION_CLOSE:
-                    self.keep_alive = False
-                    continue  # the framing logic writes the Connection field
-                elif code == _F_CONNECTION:
-                    continue
-                elif code == _F_DATE:
-                    has_date = True
-                else:
-                    has_server = True
-            out.append(line)
-        if chunked and content_length is not None:
+        # Transfer-Encoding is re-added below, once, when the framing really is chunked; the
+        # framing logic writes the Connection field
+        length, found = field_lines(headers, out)
+        content_length = length if length >= 0 else None
+        if found & HAS_TE and content_length is not None:
             raise AppError("response has both Content-Length and Transfer-Encoding")
+        if status == 204 and content_length is not None:
+            raise AppError("a 204 response must not have Content-Length")  # RFC 9110 §8.6
+        has_date = found & HAS_DATE
+        has_server = found & HAS_SERVER
         if not has_date and date:
             out.append(_DATE_LINE.line_for(date))
         if not has_server and server:
@@ -204,12 +141,12 @@ class Exchange:
                 f"response body of {len(body)} bytes does not match Content-Length {content_length}"
             )
         self.response_started = True
+        if found & ASKS_CLOSE:
+            self.keep_alive = False
         # A request body the client is still sending (or will send after 100 Continue that never
         # came) cannot be skipped safely: finish this response and close (RFC 9110 §10.1.1).
         if not self.body_complete:
             self.keep_alive = False
-        if status == 204 and content_length is not None:
-            raise AppError("a 204 response must not have Content-Length")  # RFC 9110 §8.6
         self.suppress_body = no_body
         if no_body:
             if end and content_length is None and self.head and body:
@@ -221,7 +158,7 @@ class Exchange:
             size = len(body)
             length_line = _length_lines.get(size)
             if length_line is None:
-                if len(_length_lines) >= _CHECKED_LIMIT:
+                if len(_length_lines) >= CHECKED_LIMIT:
                     _length_lines.clear()
                 _length_lines[size] = length_line = b"content-length: %d\r\n" % size
             out.append(length_line)
