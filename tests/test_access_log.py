@@ -63,6 +63,35 @@ def test_the_default_is_the_line_of_earlier_releases(driver: H1Driver) -> None:
     ), line
 
 
+def test_the_default_lines_remembered_per_connection_match_the_field_walk(
+    driver: H1Driver,
+) -> None:
+    """The default line keeps each connection's last line up to its duration; whatever changes
+    (request, status, size, the second, the connection) the line is the one the general walk
+    over the default's fields makes."""
+    fast = AccessFormatter(Config().access_log_format)
+    walk = AccessFormatter(Config().access_log_format)
+    walk.default = False
+    first = ("203.0.113.7", 51234)
+    second = ("198.51.100.2", 4000)
+    cases = [
+        (first, "GET", b"/a", b"", 200, 13, 1_000, 1_700_000_000.25),
+        (first, "GET", b"/a", b"", 200, 13, 2_499, 1_700_000_000.5),  # all from the cache
+        (first, "GET", b"/a", b"", 404, 13, 1_000, 1_700_000_000.5),  # status
+        (first, "GET", b"/a", b"", 404, 14, 1_000, 1_700_000_000.5),  # size
+        (first, "POST", b"/a", b"x=1", 404, 14, 1_000, 1_700_000_000.5),  # request line
+        (second, "POST", b"/a", b"x=1", 404, 14, 1_000, 1_700_000_000.5),  # connection
+        (first, "POST", b"/a", b"x=1", 404, 14, 7_200_000_000_000, 1_700_000_001.0),  # second
+        (first, "POST", b"/a", b"x=1", 1000, 0, 999_999_500, 1_700_000_001.0),  # 1.000000 s
+    ]
+    for client, method, path, query, status, sent, duration, wall in cases:
+        stream = stream_of(driver, method=method, path=path, query=query, client=client)
+        stream.sent_bytes = sent
+        expected = walk.line(stream, status, duration, wall)
+        assert fast.line(stream, status, duration, wall) == expected
+        assert fast.line(stream, status, duration, wall) == expected  # and again, remembered
+
+
 def test_gunicorns_default_format_and_every_atom(driver: H1Driver) -> None:
     headers = [
         (b"referer", b"https://example.com/"),

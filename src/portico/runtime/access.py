@@ -224,6 +224,22 @@ def _client(client: Any) -> str:
     return text
 
 
+class _Recent:
+    """A connection's last default line up to its duration: the line's start (client and
+    time), and the request line, status and size the rest was built from."""
+
+    __slots__ = ("client", "head", "line", "sent", "start", "status")
+
+    def __init__(self, client: object, start: str) -> None:
+        self.client = client
+        self.start = start
+        self.head = ""
+        #: the (cached, shared) request line ``head`` holds: compared by identity
+        self.line: str | None = None
+        self.status = -1
+        self.sent = -1
+
+
 class AccessFormatter:
     """Renders the lines of one compiled access-log format."""
 
@@ -244,10 +260,11 @@ class AccessFormatter:
         self.pid = str(os.getpid())
         self._second = -1
         self._local = ""
-        #: the default line's start (``address:port - - [time] "``) by the identity of the
-        #: client's address tuple, one per connection, kept with the tuple so that the id
-        #: cannot be reused while it is here; emptied when the second changes
-        self._starts: dict[int, tuple[object, str]] = {}
+        #: the default line up to its duration, per connection (by the identity of the
+        #: client's address tuple, kept in the entry so that the id cannot be reused while it
+        #: is here): a keep-alive client repeats its request, so most lines are this text and
+        #: the duration; emptied when the second changes
+        self._recent: dict[int, _Recent] = {}
         self._iso_second = -1
         self._iso = ""
 
@@ -257,31 +274,31 @@ class AccessFormatter:
         if not wall:
             wall = time.time()
         if self.default:
-            status_text = _STATUSES[status] if 100 <= status < 1000 else str(status)
+            client = stream.client
+            recent_lines = self._recent
+            if int(wall) != self._second:
+                recent_lines.clear()
+            recent = recent_lines.get(id(client))
+            if recent is None or recent.client is not client:
+                # an int key and an identity test: cheaper than hashing the address tuple
+                recent = _Recent(client, f'{_client(client)} - - [{self._local_time(wall)}] "')
+                if len(recent_lines) >= _CACHE_LIMIT:
+                    recent_lines.clear()
+                recent_lines[id(client)] = recent
+            request_line = _request_line(stream.request)
+            sent = stream.sent_bytes
+            if recent.line is not request_line or recent.status != status or recent.sent != sent:
+                status_text = _STATUSES[status] if 100 <= status < 1000 else str(status)
+                recent.head = f'{recent.start}{request_line}" {status_text} {sent} '
+                recent.line = request_line
+                recent.status = status
+                recent.sent = sent
             micros = (duration + 500) // 1000  # _seconds, inlined: one string built, not two
             if micros < 1_000_000:  # most responses: no whole seconds to divide out and print
-                seconds = "0"
                 fraction = str(micros)
-            else:
-                seconds = str(micros // 1_000_000)
-                fraction = str(micros % 1_000_000)
-            client = stream.client
-            starts = self._starts
-            if int(wall) != self._second:
-                starts.clear()
-            known = starts.get(id(client))
-            if known is not None and known[0] is client:
-                start = known[1]
-            else:
-                # an int key and an identity test: cheaper than hashing the address tuple
-                start = f'{_client(client)} - - [{self._local_time(wall)}] "'
-                if len(starts) >= _CACHE_LIMIT:
-                    starts.clear()
-                starts[id(client)] = (client, start)
-            return (
-                f'{start}{_request_line(stream.request)}" {status_text} {stream.sent_bytes} '
-                f"{seconds}.{_ZEROS[len(fraction)]}{fraction}"
-            )
+                return f"{recent.head}0.{_ZEROS[len(fraction)]}{fraction}"
+            fraction = str(micros % 1_000_000)
+            return f"{recent.head}{micros // 1_000_000}.{_ZEROS[len(fraction)]}{fraction}"
         codes = self.codes
         out: list[str] = []
         if self.json:
