@@ -226,16 +226,19 @@ def _client(client: Any) -> str:
 
 class _Recent:
     """A connection's last default line up to its duration: the line's start (client and
-    time), and the request line, status and size the rest was built from."""
+    time), and the request's parts, status and size the rest was built from."""
 
-    __slots__ = ("client", "head", "line", "sent", "start", "status")
+    __slots__ = ("client", "head", "method", "path", "query", "sent", "start", "status", "version")
 
     def __init__(self, client: object, start: str) -> None:
         self.client = client
         self.start = start
         self.head = ""
-        #: the (cached, shared) request line ``head`` holds: compared by identity
-        self.line: str | None = None
+        # the request's parts ``head`` was built from, held (so that identity means equality)
+        self.path: object = None
+        self.query: object = None
+        self.method: object = None
+        self.version: object = None
         self.status = -1
         self.sent = -1
 
@@ -285,12 +288,24 @@ class AccessFormatter:
                 if len(recent_lines) >= _CACHE_LIMIT:
                     recent_lines.clear()
                 recent_lines[id(client)] = recent
-            request_line = _request_line(stream.request)
+            request = stream.request
             sent = stream.sent_bytes
-            if recent.line is not request_line or recent.status != status or recent.sent != sent:
+            # identity: the parser hands out the same path, method and version objects for a
+            # target it has seen lately (the same value is all this needs, and ``is`` is cheaper)
+            if (
+                request.raw_path is not recent.path
+                or request.query_string is not recent.query
+                or request.method is not recent.method
+                or request.http_version is not recent.version
+                or status != recent.status
+                or sent != recent.sent
+            ):
                 status_text = _STATUSES[status] if 100 <= status < 1000 else str(status)
-                recent.head = f'{recent.start}{request_line}" {status_text} {sent} '
-                recent.line = request_line
+                recent.head = f'{recent.start}{_request_line(request)}" {status_text} {sent} '
+                recent.path = request.raw_path
+                recent.query = request.query_string
+                recent.method = request.method
+                recent.version = request.http_version
                 recent.status = status
                 recent.sent = sent
             micros = (duration + 500) // 1000  # _seconds, inlined: one string built, not two
