@@ -303,6 +303,28 @@ def check_scenario(port: int, method: str, path: str, body: bytes | None) -> Non
         )
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU so far of a process and all its descendants (every thread of each),
+    from /proc: a server's master, its workers and their threads."""
+    total = 0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text(encoding="ascii")
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: stat(5) fields 14 and 15
+        for task in tasks:
+            try:
+                todo += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def running(
     spec: ServerSpec, *, cpu: int | None, cwd: Path, log_path: Path, ready_timeout_s: float

@@ -180,28 +180,6 @@ def portico_revision() -> str:
 # ----------------------------------------------------------------------------- running
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU so far of a process and all its descendants (every thread of each),
-    from /proc: a server's master, its workers and their threads."""
-    total = 0
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            stat = Path(f"/proc/{current}/stat").read_text(encoding="ascii")
-            tasks = list(Path(f"/proc/{current}/task").iterdir())
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat.rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime: stat(5) fields 14 and 15
-        for task in tasks:
-            try:
-                todo += [int(child) for child in (task / "children").read_text().split()]
-            except OSError:
-                continue
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def measure(
     server: servers.RunningServer,
     scenario: report.Scenario,
@@ -226,9 +204,9 @@ def measure(
         argv = wrk.command(
             url, duration_s=args.duration, connections=args.connections, script=script, cpu=cpu
         )
-        cpu_before = tree_cpu_seconds(server.proc.pid)
+        cpu_before = servers.tree_cpu_seconds(server.proc.pid)
         output = wrk.run(argv, duration_s=args.duration)
-        cpu_used = tree_cpu_seconds(server.proc.pid) - cpu_before
+        cpu_used = servers.tree_cpu_seconds(server.proc.pid) - cpu_before
         (raw_dir / f"{spec.name}-{scenario.name}.txt").write_text(
             f"$ {shlex.join(argv)}\n{output}", encoding="utf-8"
         )
