@@ -3,6 +3,7 @@ when a worker leaves, and the exposition read back with prometheus_client's own 
 
 from __future__ import annotations
 
+import bisect
 import selectors
 import signal
 import socket
@@ -55,6 +56,23 @@ def test_a_worker_counts_responses_into_bounded_labels() -> None:
     assert tokens["duration_ns"] == str(40_000 + 3_000_000_000 + 100_000 + 20_000_000_000)
     assert (tokens["in_flight"], tokens["connections"], tokens["websockets"]) == ("1", "3", "1")
     assert (tokens["received"], tokens["sent"], tokens["protocol_errors"]) == ("500", "9000", "2")
+
+
+def test_every_duration_lands_in_the_bucket_bisect_finds() -> None:
+    # the bucket of the last response is tried first (its range kept in native ints): the
+    # counts must be those of a plain bisection, on the bounds, between them and past them
+    durations = [0, 1, 2]
+    for bound in BOUNDS_NS:
+        durations += [bound - 1, bound, bound, bound + 1]
+    durations += [BOUNDS_NS[-1] * 10, 5, BOUNDS_NS[-1] * 10, BOUNDS_NS[3]]
+    metrics = WorkerMetrics()
+    expected = [0] * (len(BOUNDS_NS) + 1)
+    for duration in durations + durations[::-1]:
+        metrics.count("GET", 200, "1.1", duration)
+        expected[bisect.bisect_left(BOUNDS_NS, duration)] += 1
+    (line,) = metrics.report(0, 0, 0, 0, 0)
+    tokens = dict(token.split("=") for token in line.split())
+    assert [int(tokens.get(f"d{i}", "0")) for i in range(len(expected))] == expected
 
 
 def test_runs_of_one_cell_are_counted_once_across_reports() -> None:

@@ -66,6 +66,8 @@ _METHOD_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(METHODS
 _OTHER_METHOD: Final = len(METHODS) - 1
 _OTHER_PROTOCOL: Final = len(PROTOCOLS) - 1
 _CELLS: Final = len(METHODS) * len(STATUS_CLASSES) * len(PROTOCOLS)
+#: above every bound: the +Inf bucket's top (73 years in nanoseconds; still a native int)
+_NO_BOUND: Final = 1 << 61
 
 #: A report's keys that are levels now, not totals (the master does not keep a dead worker's).
 GAUGES: Final = frozenset({"in_flight", "connections", "websockets"})
@@ -94,6 +96,10 @@ class WorkerMetrics:
         self._cell_run = 0
         self._bucket = 0
         self._bucket_run = 0
+        # the current bucket's range, ``low < duration <= high``, in native ints: a response
+        # in the same bucket as the last (most of them) costs two comparisons, no scan
+        self._low = -1
+        self._high = BOUNDS_NS[0]
 
     def count(self, method: str, status: int, version: str, duration: int) -> None:
         """One finished response, ``duration`` nanoseconds after its request was admitted."""
@@ -110,19 +116,22 @@ class WorkerMetrics:
             self.requests[self._cell] += self._cell_run
             self._cell = index
             self._cell_run = 1
-        # A scan from the smallest bound, not a bisection: most responses fall in the first
-        # buckets, and this loop over native ints costs less than a call to bisect.
-        bucket = 0
-        for bound in self.bounds:
-            if duration <= bound:
-                break
-            bucket += 1
-        if bucket == self._bucket:
+        if self._low < duration <= self._high:
             self._bucket_run += 1
         else:
+            # A scan from the smallest bound, not a bisection: most responses fall in the
+            # first buckets, and this loop costs less than a call to bisect.
+            bounds = self.bounds
+            bucket = 0
+            for bound in bounds:
+                if duration <= bound:
+                    break
+                bucket += 1
             self.buckets[self._bucket] += self._bucket_run
             self._bucket = bucket
             self._bucket_run = 1
+            self._low = bounds[bucket - 1] if bucket else -1
+            self._high = bounds[bucket] if bucket < len(bounds) else _NO_BOUND
         self.duration_sum += duration
 
     def _settle(self) -> None:
