@@ -7,7 +7,7 @@ by ``logs.escape`` (no control byte, no ``"`` or ``\\``, ASCII), in ``json`` by 
 encoding (``ensure_ascii``; bytes that are not UTF-8 become ``\\xNN``), so it can neither leave
 its field nor forge a line. The time a line shows is formatted once a second, not per line.
 
-Lines go to the sink ``logs.configure`` set up, in batches: at most 50 ms or 256 lines after
+Lines go to the sink ``logs.configure`` set up, in batches: at most 50 ms or 4096 lines after
 the first one waiting, so a busy worker writes many lines with one system call.
 """
 
@@ -439,8 +439,11 @@ class AccessFormatter:
         return f"{self._iso}.{'0' * (3 - len(millis))}{millis}Z"
 
 
-#: Lines held before they are written anyway, and for how long at most (seconds).
-BATCH: Final = 256
+#: Lines held before they are written anyway, and for how long at most (seconds). The ``write``
+#: runs on the loop and lets go of the GIL, which a WSGI thread then holds: with 256 lines a
+#: batch (about 200 writes a second at full speed) the access log cost WSGI 0.891-0.897 of its
+#: plain-text throughput, with 4096 (the 50 ms come first) 0.953 (``bench/ab.py --burst 2``).
+BATCH: Final = 4096
 LINGER: Final = 0.05
 
 
